@@ -1,0 +1,1 @@
+"""lpm_npc.engine"""
