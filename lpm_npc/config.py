@@ -132,3 +132,108 @@ PRESETS: dict[str, ModelConfig] = {
         backbone_steps=4,
     ),
 }
+
+
+# --- training recipe (lpm_npc/train) -------------------------------------------------------------
+TRAIN_STAGES: tuple[str, ...] = ("vae", "judge", "base", "causal", "ode", "rollout", "refiner")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Hyper-parameters of one training stage (the loop stops at whichever budget ends first)."""
+
+    name: str  # stage id, one of TRAIN_STAGES
+    minutes: float  # wall-clock budget on the reference 2-core CPU (scaled by --minutes-scale)
+    max_steps: int  # cap on optimizer steps; 0 = only the time budget stops the stage
+    batch_size: int  # clips (or frames for vae/judge) per optimizer step and process
+    clip_frames: int  # video frames per training clip (multiple of 4)
+    lr: float  # peak AdamW learning rate
+    warmup_steps: int = 50  # linear LR warm-up
+    lr_decay_frac: float = 0.2  # LR decays linearly over this last fraction of the budget
+    lr_final_frac: float = 0.05  # final LR as a fraction of the peak
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    ema_decay: float = 0.998  # EMA of the trained weights (what is exported)
+    grad_clip: float = 1.0  # global grad-norm clip
+    checkpoint_minutes: float = 5.0  # wall-clock period between resumable checkpoints
+
+    def __post_init__(self) -> None:
+        if self.name not in TRAIN_STAGES:
+            raise ValueError(f"stage name {self.name!r} not in {TRAIN_STAGES}")
+        if self.clip_frames % 4 != 0 or self.clip_frames <= 0:
+            raise ValueError(f"clip_frames must be a positive multiple of 4, got {self.clip_frames}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The whole distillation recipe: the stage list plus the knobs shared by the stages."""
+
+    preset: str  # ModelConfig preset that is trained
+    stages: tuple[StageConfig, ...]  # run in this order by `lpm-npc train --all`
+    data_seed: int = 1  # ClipDataset seed of the training characters (held-out seeds differ)
+    judge_seed: int = 7  # seed of the judge's random-pose frame stream
+    # --- flow matching ---
+    t_logit_mean: float = 0.0  # logit-normal t sampling: t = sigmoid(N(mean, std))
+    t_logit_std: float = 1.0
+    # --- classifier-free guidance (Base LPM): independent condition dropout probabilities ---
+    drop_text: float = 0.1
+    drop_speak: float = 0.1
+    drop_listen: float = 0.1
+    drop_refs: float = 0.1
+    cfg_scale: float = 1.5  # guidance scale the teacher uses when it makes distillation targets
+    # --- distillation ---
+    teacher_steps: int = 8  # Euler steps of the teacher when it makes ODE / refiner targets
+    rollout_chunks: int = 3  # chunks the student generates per self-rollout sample
+    judge_size: int = 128  # judge input side, px (frames are resized to it)
+    export_dtype: str = "float16"  # dtype of exported default weights: float16 | bfloat16
+
+    @classmethod
+    def from_name(cls, name: str) -> TrainConfig:
+        if name not in TRAIN_PRESETS:
+            raise KeyError(f"unknown training preset {name!r}; choose one of {sorted(TRAIN_PRESETS)}")
+        return TRAIN_PRESETS[name]
+
+    def stage(self, name: str) -> StageConfig:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(f"unknown stage {name!r}; choose one of {[s.name for s in self.stages]}")
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    # ~3.9 h on the 2-core CPU (sum of minutes); `--minutes-scale 0.033` fits ~8 min on one H100.
+    "tiny": TrainConfig(
+        preset="tiny",
+        stages=(
+            StageConfig("vae", minutes=30, max_steps=0, batch_size=8, clip_frames=8, lr=1e-3),
+            StageConfig("judge", minutes=12, max_steps=0, batch_size=32, clip_frames=4, lr=2e-3),
+            StageConfig("base", minutes=80, max_steps=0, batch_size=8, clip_frames=16, lr=8e-4),
+            StageConfig("causal", minutes=45, max_steps=0, batch_size=8, clip_frames=16, lr=4e-4),
+            StageConfig("ode", minutes=25, max_steps=0, batch_size=8, clip_frames=8, lr=2e-4),
+            StageConfig("rollout", minutes=25, max_steps=0, batch_size=4, clip_frames=12, lr=1e-4),
+            StageConfig("refiner", minutes=16, max_steps=0, batch_size=8, clip_frames=8, lr=4e-4),
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Limits, pacing and degradation policy of the gRPC daemon (`lpm-npc serve`)."""
+
+    max_sessions: int = 8  # open sessions; one more -> RESOURCE_EXHAUSTED
+    max_message_bytes: int = 40 * 1024 * 1024  # one gRPC message either way (a whole sheet fits)
+    max_audio_chunk_samples: int = 32_000  # samples in one AudioChunk event (2 s)
+    max_buffered_seconds: float = 60.0  # audio one track may hold ahead of generation
+    max_prompt_chars: int = 512  # characters of a prompt
+    max_lead_chunks: int = 2  # chunks generated ahead of real time at most (bounds latency)
+    late_grace_chunks: float = 0.5  # an open track may be this late before its chunk is padded
+    status_interval_chunks: int = 6  # a Status event every this many chunks (6 x 4 frames = 1 s)
+    detached_timeout_s: float = 300.0  # a session with no Converse stream this long is closed
+    shm_slots: int = 8  # default frame-ring slots
+    max_shm_slots: int = 64  # largest frame ring a session may ask for
+    max_batch: int = 0  # sessions per generator step; 0 = every session with a chunk due
+    degrade_lag_chunks: float = 2.0  # a due chunk this late (in chunks) marks the daemon degraded
+    recover_lag_chunks: float = 0.5  # lateness under which a degraded daemon recovers
+    shed_lag_chunks: float = 1.0  # idle chunks this late are skipped (policy ANIMATE only)
+    prepared_cache_size: int = 16  # prepared characters (reference K/V) kept in memory
+    drain_grace_s: float = 5.0  # SIGTERM: time open streams get to finish

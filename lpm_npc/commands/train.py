@@ -1,0 +1,146 @@
+"""`lpm-npc train`: run one stage of the distillation recipe, or all of them, and export.
+
+Examples:
+    lpm-npc train --preset tiny --all --out runs/tiny                 # ~4 h on the 2-core CPU
+    lpm-npc train --preset tiny --all --out runs/tiny --device cuda --minutes-scale 0.033 --workers 8
+    lpm-npc train --preset tiny --stage base --out runs/tiny --resume --minutes 30
+    torchrun --nproc_per_node 2 -m lpm_npc.cli train --preset tiny --stage judge --out runs/t --steps 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from lpm_npc.config import TRAIN_STAGES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a stage of the recipe (or --all) and export the default checkpoint",
+        description="Train Online LPM with the distillation recipe of config.TRAIN_PRESETS.",
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--stage", choices=TRAIN_STAGES, help="train this one stage")
+    which.add_argument("--all", action="store_true", help="run every stage in order, then export")
+    which.add_argument("--export-only", action="store_true", help="export finished stages of --out")
+    parser.add_argument("--preset", default="tiny", help="training preset (default: tiny)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="run directory (checkpoints, results)"
+    )
+    parser.add_argument(
+        "--export", type=Path, default=None, help="export dir (default: OUT/export)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the newest checkpoints"
+    )
+    parser.add_argument("--minutes", type=float, default=None, help="time budget per stage")
+    parser.add_argument(
+        "--minutes-scale",
+        type=float,
+        default=1.0,
+        help="multiply every recipe stage budget (e.g. 0.033 for ~8 min on one H100)",
+    )
+    parser.add_argument("--steps", type=int, default=None, help="step cap per stage")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu)")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers per process")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed")
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=0, help="also checkpoint every N steps"
+    )
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the objective")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--model-override",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a ModelConfig field (json value), e.g. dim=64 (repeatable)",
+    )
+    parser.add_argument("--json", action="store_true", help="print stage results as json")
+    parser.set_defaults(func=run)
+
+
+def _model_config(preset: str, overrides: list[str]):
+    import dataclasses
+
+    from lpm_npc.cli import UserError
+    from lpm_npc.config import ModelConfig
+
+    cfg = ModelConfig.from_name(preset)
+    changes = {}
+    names = {f.name for f in dataclasses.fields(cfg) if f.init}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in names:
+            raise UserError(
+                f"--model-override {item!r}: expected FIELD=VALUE with FIELD in {sorted(names)}"
+            )
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        changes[key] = tuple(value) if isinstance(value, list) else value
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from lpm_npc.cli import UserError
+    from lpm_npc.config import TrainConfig
+    from lpm_npc.train.distributed import init_distributed, shutdown_distributed
+    from lpm_npc.train.recipe import RunOptions, run_named_stage, run_recipe
+
+    if args.minutes is not None and args.minutes <= 0:
+        raise UserError(f"--minutes must be > 0, got {args.minutes}")
+    if args.steps is not None and args.steps <= 0:
+        raise UserError(f"--steps must be > 0, got {args.steps}")
+    if args.minutes_scale <= 0:
+        raise UserError(f"--minutes-scale must be > 0, got {args.minutes_scale}")
+    if args.workers < 0:
+        raise UserError(f"--workers must be >= 0, got {args.workers}")
+    train = TrainConfig.from_name(args.preset)
+    model = _model_config(train.preset, args.model_override)
+    opts = RunOptions(
+        out_dir=args.out,
+        resume=args.resume,
+        minutes=args.minutes,
+        minutes_scale=args.minutes_scale,
+        steps=args.steps,
+        workers=args.workers,
+        seed=args.seed,
+        progress=not args.no_progress,
+        checkpoint_every_steps=args.checkpoint_every,
+        amp=args.amp,
+        compile=args.compile,
+    )
+    if args.export_only:
+        from lpm_npc.train.export import export_checkpoint
+
+        dest = export_checkpoint(args.out, args.export or args.out / "export", train, model)
+        print(dest)
+        return 0
+    info = init_distributed(args.device)
+    try:
+        if args.all:
+            results = run_recipe(train, model, opts, info, export_dir=args.export)
+        else:
+            result = run_named_stage(train, model, args.stage, opts, info)
+            results = {args.stage: result} if result is not None else {}
+    finally:
+        shutdown_distributed()
+    if info.is_main:
+        payload = {name: dataclasses.asdict(r) for name, r in results.items()}
+        if args.json:
+            print(json.dumps(payload, indent=2))
+        else:
+            for name, r in payload.items():
+                print(
+                    f"{name}: {r['steps']} steps, {r['samples_per_s']:.2f} samples/s, "
+                    f"loss {r['first_loss']:.4g} -> {r['final_loss']:.4g} ({r['stopped_by']})"
+                )
+    return 0

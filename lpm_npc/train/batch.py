@@ -1,0 +1,128 @@
+"""Training batches of conversation clips, and turning them into the LPM's inputs.
+
+`collate_clips(list[Clip]) -> ClipBatch` stacks `synth.dataset.Clip`s (references padded to the
+largest sheet of the batch with a `reference_valid` mask). `model_inputs(model, batch, ...)` runs the
+frozen VAE and the encoders: clean target latents, reference latents with role / label ids, and a
+`Conditioning` with independent per-row dropout of text, speak, listen and references (CFG
+training). Dropout draws from the global torch RNG, which the loop seeds per step.
+
+This module does not compute any loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lpm_npc.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class ClipBatch:
+    """B clips. Pixels stay uint8 until they reach the device (4x less to move)."""
+
+    frames: Tensor  # (B, T, H, W, 3) uint8
+    references: Tensor  # (B, R, H, W, 3) uint8, padded
+    reference_valid: Tensor  # (B, R) bool
+    role_ids: Tensor  # (B, R) int64
+    label_ids: Tensor  # (B, R) int64
+    speak: Tensor  # (B, T * SAMPLES_PER_FRAME) float32
+    listen: Tensor  # (B, T * SAMPLES_PER_FRAME) float32
+    jaw_open: Tensor  # (B, T) float32 ground-truth motion (for metrics)
+    prompts: tuple[str, ...]  # B prompts
+    character_seeds: tuple[int, ...]  # B character seeds
+
+
+def frames_to_video(frames: Tensor) -> Tensor:
+    """uint8 (B, T, H, W, 3) -> float (B, 3, T, H, W) in [-1, 1]."""
+    return frames.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+
+
+def images_to_tensor(images: Tensor) -> Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]."""
+    return images.movedim(-1, -3).float() / 127.5 - 1.0
+
+
+def clip_dataset(ctx, n_frames: int):
+    """The training ClipDataset of the recipe's data seed at the model's frame size."""
+    from lpm_npc.synth.dataset import ClipDataset
+
+    return ClipDataset(seed=ctx.train.data_seed, size=ctx.model.image_size, n_frames=n_frames)
+
+
+def collate_clips(clips) -> ClipBatch:
+    from lpm_npc.model.references import role_ids
+
+    n_refs = max(len(c.reference_roles) for c in clips)
+    size = clips[0].frames.shape[1:3]
+    refs = np.zeros((len(clips), n_refs, *size, 3), np.uint8)
+    valid = np.zeros((len(clips), n_refs), bool)
+    roles = torch.zeros(len(clips), n_refs, dtype=torch.int64)
+    labels = torch.zeros(len(clips), n_refs, dtype=torch.int64)
+    for i, clip in enumerate(clips):
+        r = len(clip.reference_roles)
+        refs[i, :r] = clip.references
+        valid[i, :r] = True
+        roles[i, :r], labels[i, :r] = role_ids(list(clip.reference_roles))
+    return ClipBatch(
+        frames=torch.from_numpy(np.stack([c.frames for c in clips])),
+        references=torch.from_numpy(refs),
+        reference_valid=torch.from_numpy(valid),
+        role_ids=roles,
+        label_ids=labels,
+        speak=torch.from_numpy(np.stack([c.speak for c in clips]).astype(np.float32)),
+        listen=torch.from_numpy(np.stack([c.listen for c in clips]).astype(np.float32)),
+        jaw_open=torch.from_numpy(np.stack([c.motion.jaw_open for c in clips]).astype(np.float32)),
+        prompts=tuple(c.prompt for c in clips),
+        character_seeds=tuple(int(c.character_seed) for c in clips),
+    )
+
+
+def _keep(batch: int, p: float, device: torch.device) -> Tensor | None:
+    if p <= 0:
+        return None
+    return (torch.rand(batch, device=device) >= p).float()
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What the DiTs consume for one batch (references as a `forward_train` tuple)."""
+
+    x0: Tensor  # (B, C, Tl, h, w) clean target latents
+    refs: tuple[Tensor, Tensor, Tensor, Tensor | None]  # latents (B,R,C,h,w), roles, labels, valid
+    cond: object  # model.conditioning.Conditioning
+
+
+def model_inputs(
+    model, batch: ClipBatch, train: TrainConfig | None, *, drop: bool = True
+) -> ModelInputs:
+    """Encode a batch; with `drop`, conditions are dropped per row with the recipe's probabilities."""
+    from lpm_npc.model.conditioning import Conditioning
+
+    with torch.no_grad():
+        x0 = model.vae.encode(frames_to_video(batch.frames))
+        b, r = batch.references.shape[:2]
+        images = images_to_tensor(batch.references).flatten(0, 1)  # (B*R, 3, H, W)
+        ref_latents = model.vae.encode_image(images).unflatten(0, (b, r))
+    device = x0.device
+    speak = model.audio_encoder(batch.speak, track="speak")
+    listen = model.audio_encoder(batch.listen, track="listen")
+    text, text_mask = model.text_encoder.encode_prompts(list(batch.prompts), device=device)
+    valid = batch.reference_valid
+    cond = Conditioning(text=text, text_mask=text_mask, speak=speak, listen=listen)
+    if drop and train is not None:
+        cond = Conditioning(
+            text=text,
+            text_mask=text_mask,
+            speak=speak,
+            listen=listen,
+            text_keep=_keep(b, train.drop_text, device),
+            speak_keep=_keep(b, train.drop_speak, device),
+            listen_keep=_keep(b, train.drop_listen, device),
+            refs_keep=_keep(b, train.drop_refs, device),
+        )
+    refs = (ref_latents, batch.role_ids, batch.label_ids, None if bool(valid.all()) else valid)
+    return ModelInputs(x0=x0, refs=refs, cond=cond)

@@ -1,0 +1,74 @@
+"""Stage `vae`: train the causal video VAE on rendered conversation clips.
+
+Student: the whole `LPM` with only `.vae` trainable (so `final.safetensors` is a full LPM state dict
+the next stage starts from). Loss: `model.vae.reconstruction_loss` (L1 + edge L1 + tiny KL) on
+clips of `clip_frames` frames. On finishing, the EMA VAE encodes a few held batches and stores the
+per-channel latent mean / std (`VideoVAE.set_latent_stats`), so the DiT sees unit-scale latents.
+
+This stage does not touch the DiTs or the encoders.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from lpm_npc.model.lpm import LPM
+from lpm_npc.model.vae import reconstruction_loss
+from lpm_npc.train.batch import ClipBatch, clip_dataset, collate_clips, frames_to_video
+from lpm_npc.train.loop import StageObjective
+from lpm_npc.train.stage import StageContext, StageSetup
+
+log = logging.getLogger(__name__)
+
+_STATS_BATCHES = 4  # batches encoded to measure latent statistics
+
+
+def freeze_except(model: torch.nn.Module, *trainable: str) -> None:
+    """requires_grad only on the named top-level children of `model`."""
+    for name, child in model.named_children():
+        child.requires_grad_(name in trainable)
+
+
+class VAEObjective(StageObjective):
+    def __init__(self, model: LPM) -> None:
+        super().__init__()
+        self.student = model
+        freeze_except(model, "vae")
+
+    def forward(self, batch: ClipBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        video = frames_to_video(batch.frames)
+        out = self.student.vae(video, sample=True)
+        loss = reconstruction_loss(video, out.recon, out.mean, out.logvar)
+        return loss.total, {"l1": float(loss.l1.detach()), "kl": float(loss.kl.detach())}
+
+
+@torch.no_grad()
+def measure_latent_stats(model: LPM, dataset, collate, batch_size: int) -> None:
+    """Per-channel mean / std of raw posterior means over a few fixed batches; stored in the VAE."""
+    device = next(model.parameters()).device
+    means = []
+    for b in range(_STATS_BATCHES):
+        items = [dataset[10_000_000 + b * batch_size + i] for i in range(batch_size)]
+        video = frames_to_video(collate(items).frames.to(device))
+        mean, _ = model.vae.encode_dist(video)
+        means.append(mean.transpose(0, 1).flatten(1))  # (C, N)
+    stacked = torch.cat(means, dim=1)
+    mu, sd = stacked.mean(dim=1), stacked.std(dim=1).clamp_min(1e-3)
+    model.vae.set_latent_stats(mu.to(device), sd.to(device))
+    log.info("latent stats: mean |mu| %.3f, mean sd %.3f", float(mu.abs().mean()), float(sd.mean()))
+
+
+def build(ctx: StageContext) -> StageSetup:
+    model = LPM(ctx.model)
+    if ctx.init_state is not None:
+        model.load_state_dict(ctx.init_state)
+    objective = VAEObjective(model)
+    dataset = clip_dataset(ctx, ctx.stage.clip_frames)
+    model_ref = model
+
+    def finish() -> None:
+        measure_latent_stats(model_ref, dataset, collate_clips, min(ctx.stage.batch_size, 4))
+
+    return StageSetup(objective=objective, dataset=dataset, collate=collate_clips, finish=finish)
