@@ -7,7 +7,7 @@ Nothing here reads files, argparse namespaces or YAML.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 # --- media clock -------------------------------------------------------------------------------
 SAMPLE_RATE = 16_000  # audio sample rate of both tracks, Hz (mono PCM)
@@ -63,6 +63,11 @@ class ModelConfig:
     backbone_steps: int = 2  # distilled causal backbone steps per chunk
     refine_t: float = 0.25  # noise level the refiner starts from (one step)
     context_noise: float = 0.1  # noise level of the re-noised pass whose K/V are committed
+    prediction: str = "x0"  # network output: "x0" (clean latent; trained with a velocity loss) or "v"
+    # --- positions and time ---
+    rope_theta: float = 10_000.0  # RoPE base of every axis of the 3D (t, h, w) rotary embedding
+    reference_offset: int = 1  # references sit this many latent frames after the chunk's last one
+    time_freq_dim: int = 256  # sinusoidal features of the diffusion time before the time MLP
     # --- derived ---
     head_dim: int = field(init=False)  # dim // n_heads
     latent_size: int = field(init=False)  # latent side = image_size // spatial_stride
@@ -74,6 +79,12 @@ class ModelConfig:
     def __post_init__(self) -> None:
         assert self.dim % self.n_heads == 0, "dim must be divisible by n_heads"
         assert self.image_size % (self.spatial_stride * self.patch_size[1]) == 0
+        if self.prediction not in ("x0", "v"):
+            raise ValueError(f"prediction must be 'x0' or 'v', got {self.prediction!r}")
+        if self.patch_size[0] != 1:
+            raise ValueError("patch_size[0] must be 1: chunks and audio windows are per latent frame")
+        if (self.dim // self.n_heads) % 2:
+            raise ValueError("head_dim (dim // n_heads) must be even for rotary embeddings")
         set_ = object.__setattr__
         set_(self, "head_dim", self.dim // self.n_heads)
         set_(self, "latent_size", self.image_size // self.spatial_stride)
@@ -90,6 +101,14 @@ class ModelConfig:
         if name not in PRESETS:
             raise KeyError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return PRESETS[name]
+
+    def with_overrides(self, **overrides: object) -> ModelConfig:
+        """A copy with some fields changed (derived fields are recomputed); unknown names raise."""
+        known = {f.name for f in fields(self) if f.init}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise KeyError(f"unknown ModelConfig field(s) {unknown}; known: {sorted(known)}")
+        return replace(self, **overrides)  # type: ignore[arg-type]
 
 
 PRESETS: dict[str, ModelConfig] = {
@@ -112,6 +131,27 @@ PRESETS: dict[str, ModelConfig] = {
         audio_dim=512,
         text_dim=512,
         history_chunks=6,
+    ),
+    # Not a product size: the smallest shape that still exercises every path, for fast CPU tests
+    # of the model, the generator and the daemon (random weights).
+    "test": ModelConfig(
+        name="test",
+        image_size=64,
+        latent_channels=4,
+        vae_channels=(8, 8, 16, 16),
+        history_chunks=2,
+        max_references=4,
+        dim=64,
+        n_layers=4,
+        n_heads=2,
+        ffn_dim=128,
+        refiner_layers=2,
+        audio_dim=32,
+        n_audio_tokens=2,
+        text_dim=32,
+        text_max_tokens=8,
+        text_vocab=256,
+        time_freq_dim=64,
     ),
     "lpm-17b": ModelConfig(
         name="lpm-17b",

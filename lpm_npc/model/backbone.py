@@ -1,0 +1,397 @@
+"""The Online LPM DiT: token embedding, blocks, head, and its two ways of running.
+
+`DiT` is shared by the causal backbone and the refiner (same block type, different depth):
+- `encode_references(latents, roles, labels)` -> `ReferenceCache`: references pass through the blocks
+  at t=0, attending only to each other, and each layer's un-roped K/V are kept. Done once per
+  character (text and audio are not involved, so a prompt change does not invalidate it).
+- `forward_chunk(x_t, t, refs, cond, history=None, write_history=False)`: the streaming step for one
+  chunk. Self-attention keys = [references | history ring | current chunk]; the chunk is
+  bidirectional inside. Positions are always relative to the current chunk:
+    current chunk token    (f, h, w)               f in 0..L-1 (local latent frame)
+    history, j chunks back (-j*L + f, h, w)
+    reference              (L-1+reference_offset, h, w)  (the same spatial grid as targets, so a
+                                                          target copies from the same place)
+  so a chunk at index 5 and at index 5+10^6 computes the same thing given the same caches.
+
+`Backbone(DiT)` adds `forward_train(x_t, t, refs, cond, mode)`: a whole clip in one pass, with the
+block-causal + window mask (`mode="causal"`, the streaming path's exact equivalent: history and
+current tokens are roped at absolute positions — only differences matter — and the queries are
+roped a second time at chunk-local positions for the reference logits) or full attention
+(`mode="bidirectional"`, the Base LPM teacher). Self-Forcing rollouts use `forward_chunk` itself with
+a `HistoryBatch`; the ring stores detached K/V, so gradients flow through the current chunk only.
+
+Prediction parameterisation (`cfg.prediction`): "x0" (default) — the network outputs the clean latent;
+training uses the velocity loss on v = (x_t - x0_hat) / t (DESIGN §7: x0-prediction with a velocity
+loss trained best on CPU). "v" — the network outputs the velocity. `to_x0` converts either to x0.
+Flow convention: x_t = (1 - t) x0 + t noise, t=1 is pure noise.
+
+This module knows nothing of sessions, audio buffers or pixels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lpm_npc.config import ModelConfig
+from lpm_npc.model.attention import attend, attend_split
+from lpm_npc.model.block import SPEAK, DiTBlock
+from lpm_npc.model.caches import HistoryBatch, ReferenceBatch, ReferenceCache
+from lpm_npc.model.conditioning import Conditioning
+from lpm_npc.model.mask import context_mask
+from lpm_npc.model.references import ReferenceEmbedding
+from lpm_npc.model.rope import Rope3D, RopeTable, apply_rope, token_positions
+
+
+def timestep_features(t: Tensor, n_freqs: int) -> Tensor:
+    """Sinusoidal features of diffusion time t in [0, 1]: (...,) -> (..., n_freqs)."""
+    half = n_freqs // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device) / half)
+    angles = (t.float() * 1000.0)[..., None] * freqs
+    return torch.cat([angles.cos(), angles.sin()], dim=-1)
+
+
+def to_x0(prediction: Tensor, x_t: Tensor, t: Tensor, kind: str) -> Tensor:
+    """Model output -> clean latent. t: (B, T) per latent frame; latents (B, C, T, h, w)."""
+    if kind == "x0":
+        return prediction
+    return x_t - t[:, None, :, None, None].to(x_t.dtype) * prediction
+
+
+class DiT(nn.Module):
+    """Embeddings + `n_layers` DiT blocks + head; see the module docstring."""
+
+    def __init__(self, cfg: ModelConfig, n_layers: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.n_layers = n_layers
+        dim = cfg.dim
+        pt, ph, pw = cfg.patch_size
+        self.patch_dim = cfg.latent_channels * pt * ph * pw
+        self.grid = (cfg.latent_size // ph, cfg.latent_size // pw)
+        self.patch_embed = nn.Linear(self.patch_dim, dim)
+        self.time_mlp = nn.Sequential(
+            nn.Linear(cfg.time_freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim)
+        )
+        # One time projection shared by all layers (each adds its own table): keeps adaLN cheap.
+        self.time_proj = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        self.text_proj = nn.Sequential(
+            nn.Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim)
+        )
+        self.reference_embed = ReferenceEmbedding(dim)
+        self.blocks = nn.ModuleList(
+            DiTBlock(dim, cfg.n_heads, cfg.ffn_dim, cfg.audio_dim, i) for i in range(n_layers)
+        )
+        self.head_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.head_modulation = nn.Parameter(torch.randn(2, dim) / dim**0.5)
+        self.head = nn.Linear(dim, self.patch_dim)
+        self.rope = Rope3D(cfg.head_dim, cfg.rope_theta)
+
+    # --- tokens -------------------------------------------------------------------------------
+    def patchify(self, latents: Tensor) -> Tensor:
+        """(B, C, T, h, w) -> (B, T*gh*gw, C*ph*pw), frame-major then row-major."""
+        b, c, t, h, w = latents.shape
+        _, ph, pw = self.cfg.patch_size
+        x = latents.reshape(b, c, t, h // ph, ph, w // pw, pw)
+        return x.permute(0, 2, 3, 5, 1, 4, 6).reshape(b, t * (h // ph) * (w // pw), c * ph * pw)
+
+    def unpatchify(self, tokens: Tensor, n_frames: int) -> Tensor:
+        """(B, T*gh*gw, C*ph*pw) -> (B, C, T, h, w)."""
+        b = tokens.shape[0]
+        _, ph, pw = self.cfg.patch_size
+        gh, gw = self.grid
+        c = self.cfg.latent_channels
+        x = tokens.reshape(b, n_frames, gh, gw, c, ph, pw)
+        return x.permute(0, 4, 1, 2, 5, 3, 6).reshape(b, c, n_frames, gh * ph, gw * pw)
+
+    def time_modulation(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """t: (B, T) -> (embedding (B, T, dim), shared block modulation (B, T, 6, dim))."""
+        emb = self.time_mlp(timestep_features(t, self.cfg.time_freq_dim).to(self.head.weight.dtype))
+        mod = self.time_proj(emb).unflatten(-1, (6, self.cfg.dim))
+        return emb, mod
+
+    def text_context(self, cond: Conditioning) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """-> (text (B, Lt, dim), key bias (B, 1, 1, Lt) or None, text keep (B,) or None)."""
+        text = self.text_proj(cond.text.to(self.head.weight.dtype))
+        keep = cond.text_keep
+        if cond.text_mask is None or bool(cond.text_mask.all()):
+            return text, None, keep
+        mask = cond.text_mask
+        empty = ~mask.any(dim=1)  # rows with no text token: drop text rather than softmax(-inf)
+        if bool(empty.any()):
+            mask = mask | empty[:, None]
+            keep_empty = (~empty).to(text.dtype)
+            keep = keep_empty if keep is None else keep * keep_empty
+        bias = torch.zeros(mask.shape, dtype=text.dtype, device=text.device)
+        bias = bias.masked_fill(~mask, float("-inf"))[:, None, None, :]
+        return text, bias, keep
+
+    def output(self, x: Tensor, emb: Tensor, n_frames: int) -> Tensor:
+        """Final adaLN + linear head: tokens (B, T*P, dim) -> prediction (B, C, T, h, w)."""
+        b, n, dim = x.shape
+        shift, scale = (emb[:, :, None] + self.head_modulation).unbind(dim=2)  # (B, T, dim)
+        h = self.head_norm(x).view(b, n_frames, -1, dim) * (1 + scale[:, :, None])
+        h = h + shift[:, :, None]
+        return self.unpatchify(self.head(h.view(b, n, dim)), n_frames)
+
+    def _positions(self, n_frames: int, t0: int, device: torch.device) -> Tensor:
+        return token_positions(n_frames, *self.grid, t0=t0, device=device)
+
+    def _reference_table(self, n_tokens: int, device: torch.device) -> RopeTable:
+        """References: temporal L-1+offset ahead of the chunk, same spatial grid as the targets."""
+        per_ref = self.grid[0] * self.grid[1]
+        t_ref = self.cfg.chunk_latent_frames - 1 + self.cfg.reference_offset
+        pos = self._positions(1, t_ref, device).repeat(max(n_tokens // per_ref, 0), 1)
+        return self.rope.table(pos)
+
+    # --- references ---------------------------------------------------------------------------
+    def reference_kv(
+        self, latents: Tensor, roles: Tensor, labels: Tensor, valid: Tensor | None = None
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """References through the blocks at t=0, attending only among themselves.
+
+        latents: (B, R, C, h, w); roles/labels: (B, R) int64; valid: None or (B, R) bool.
+        Returns per layer un-roped keys and values (B, H, R*P, D) (differentiable).
+        """
+        b, r = latents.shape[:2]
+        x = self.patchify(latents.permute(0, 2, 1, 3, 4))  # R plays the frame axis: (B, R*P, C*4)
+        per_ref = x.shape[1] // r
+        x = self.patch_embed(x.to(self.head.weight.dtype))
+        x = (x.view(b, r, per_ref, -1) + self.reference_embed(roles, labels)[:, :, None]).flatten(
+            1, 2
+        )
+        _, mod = self.time_modulation(torch.zeros(b, r, device=x.device))
+        table = self._reference_table(r * per_ref, x.device)
+        bias = None
+        if valid is not None and not bool(valid.all()):
+            key_valid = valid.repeat_interleave(per_ref, dim=1)  # (B, R*P)
+            bias = torch.zeros(key_valid.shape, dtype=x.dtype, device=x.device)
+            bias = bias.masked_fill(~key_valid, float("-inf"))[:, None, None, :]
+            # A row with no valid reference attends to itself, so no softmax sees only -inf.
+            bias = torch.where(valid.any(dim=1)[:, None, None, None], bias, 0.0)
+        keys: list[Tensor] = []
+        values: list[Tensor] = []
+
+        def self_attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+            keys.append(k)
+            values.append(v)
+            return attend(apply_rope(q, table), apply_rope(k, table), v, bias)
+
+        for block in self.blocks:
+            x = block(x, mod, self_attend)
+        return keys, values
+
+    @torch.no_grad()
+    def encode_references(self, latents: Tensor, roles: Tensor, labels: Tensor) -> ReferenceCache:
+        """One character's references (R, C, h, w) -> its ReferenceCache (computed once)."""
+        keys, values = self.reference_kv(latents[None], roles[None], labels[None])
+        return ReferenceCache(
+            keys=tuple(k[0].contiguous() for k in keys),
+            values=tuple(v[0].contiguous() for v in values),
+            n_references=latents.shape[0],
+            tokens_per_reference=self.grid[0] * self.grid[1],
+        )
+
+    # --- streaming ----------------------------------------------------------------------------
+    def forward_chunk(
+        self,
+        x_t: Tensor,
+        t: Tensor,
+        refs: ReferenceBatch | None,
+        cond: Conditioning,
+        history: HistoryBatch | None = None,
+        *,
+        write_history: bool = False,
+    ) -> Tensor:
+        """One chunk. x_t: (B, C, L, h, w); t: (B, L); cond audio: (B, L, A, audio_dim).
+
+        `write_history` writes this pass's current-chunk K/V to the ring scratch (the caller commits
+        after the noisy-history pass). Returns the raw prediction (B, C, L, h, w) (see `to_x0`).
+        """
+        b, _, n_frames = x_t.shape[:3]
+        device = x_t.device
+        x = self.patch_embed(self.patchify(x_t).to(self.head.weight.dtype))  # (B, N, dim)
+        emb, mod = self.time_modulation(t)
+        text, text_bias, text_keep = self.text_context(cond)
+        current = self.rope.table(self._positions(n_frames, 0, device))
+        hist_table = None
+        if history is not None and history.tokens:
+            # History slot j chunks back sits at temporal -j*L + f (relative to this chunk).
+            local = self._positions(self.cfg.chunk_latent_frames, 0, device)  # (P_chunk, 3)
+            back = history.chunks_back().to(device)  # (B, S)
+            offsets = torch.zeros(b, back.shape[1], 1, 3, dtype=torch.int64, device=device)
+            offsets[..., 0] = -back[..., None] * self.cfg.chunk_latent_frames
+            hist_table = self.rope.table((local[None, None] + offsets).flatten(1, 2))
+        ref_table = self._reference_table(refs.tokens, device) if refs is not None else None
+        ref_keep = cond.refs_keep
+        pieces_bias = self._key_bias(refs, history, x.shape[1], b, ref_keep, x)
+
+        for i, block in enumerate(self.blocks):
+
+            def self_attend(q: Tensor, k: Tensor, v: Tensor, i: int = i) -> Tensor:
+                if write_history and history is not None:
+                    history.write(i, k, v)
+                ks, vs = [], []
+                if refs is not None and refs.tokens:
+                    rk, rv = refs.keys_values(i)
+                    ks.append(apply_rope(rk.to(k.dtype), ref_table))
+                    vs.append(rv.to(v.dtype))
+                if hist_table is not None:
+                    hk, hv = history.keys_values(i)
+                    ks.append(apply_rope(hk.to(k.dtype), hist_table))
+                    vs.append(hv.to(v.dtype))
+                ks.append(apply_rope(k, current))
+                vs.append(v)
+                keys = ks[0] if len(ks) == 1 else torch.cat(ks, dim=2)
+                values = vs[0] if len(vs) == 1 else torch.cat(vs, dim=2)
+                return attend(apply_rope(q, current), keys, values, pieces_bias)
+
+            audio = cond.speak if block.audio_track == SPEAK else cond.listen
+            keep = cond.speak_keep if block.audio_track == SPEAK else cond.listen_keep
+            x = block(
+                x,
+                mod,
+                self_attend,
+                text=text,
+                text_bias=text_bias,
+                audio=audio.to(x.dtype),
+                text_keep=text_keep,
+                audio_keep=keep,
+            )
+        return self.output(x, emb, n_frames)
+
+    def _key_bias(
+        self,
+        refs: ReferenceBatch | None,
+        history: HistoryBatch | None,
+        n_current: int,
+        batch: int,
+        refs_keep: Tensor | None,
+        like: Tensor,
+    ) -> Tensor | None:
+        """(B, 1, 1, K) bias over [refs | history | current], or None when every key is valid."""
+        parts: list[Tensor] = []
+        needed = False
+        zeros = like.new_zeros(batch, 1, 1, 0)
+        if refs is not None and refs.tokens:
+            rb = refs.key_bias()
+            rb = like.new_zeros(batch, 1, 1, refs.tokens) if rb is None else rb.to(like.dtype)
+            if refs_keep is not None:
+                rb = rb.masked_fill(refs_keep[:, None, None, None] == 0, float("-inf"))
+                needed = True
+            needed = needed or refs.key_bias() is not None
+            parts.append(rb)
+        if history is not None and history.tokens:
+            hb = history.key_bias()
+            needed = needed or hb is not None
+            parts.append(like.new_zeros(batch, 1, 1, history.tokens) if hb is None else hb)
+        if not needed:
+            return None
+        parts.append(like.new_zeros(batch, 1, 1, n_current))
+        return torch.cat([zeros, *parts], dim=-1).to(like.dtype)
+
+
+class Backbone(DiT):
+    """The causal backbone (and, with `mode="bidirectional"`, the Base LPM teacher)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg, cfg.n_layers)
+
+    def forward_train(
+        self,
+        x_t: Tensor,
+        t: Tensor,
+        refs: tuple[Tensor, Tensor, Tensor, Tensor | None] | None,
+        cond: Conditioning,
+        mode: str = "causal",
+    ) -> Tensor:
+        """A whole clip in one pass.
+
+        x_t: (B, C, T, h, w) with T a multiple of chunk_latent_frames; t: (B, T) per latent frame
+        (diffusion forcing); refs: None or (latents (B, R, C, h, w), roles (B, R), labels (B, R),
+        valid (B, R) bool or None); cond audio: (B, T, A, audio_dim). Returns the raw prediction.
+        mode: "causal" (block-causal + window = history_chunks, equals streaming chunk by chunk)
+        or "bidirectional" (teacher).
+        """
+        if mode not in ("causal", "bidirectional"):
+            raise ValueError(f"mode must be 'causal' or 'bidirectional', got {mode!r}")
+        b, _, n_frames = x_t.shape[:3]
+        chunk = self.cfg.chunk_latent_frames
+        if n_frames % chunk:
+            raise ValueError(f"x_t has {n_frames} latent frames; must be a multiple of {chunk}")
+        device = x_t.device
+        x = self.patch_embed(self.patchify(x_t).to(self.head.weight.dtype))  # (B, N, dim)
+        emb, mod = self.time_modulation(t)
+        text, text_bias, text_keep = self.text_context(cond)
+        absolute = self.rope.table(self._positions(n_frames, 0, device))
+        local_pos = self._positions(n_frames, 0, device)
+        local_pos[:, 0] = local_pos[:, 0] % chunk  # queries as seen by references
+        local = self.rope.table(local_pos)
+        allowed = context_mask(
+            n_frames,
+            chunk,
+            self.grid[0] * self.grid[1],
+            self.cfg.history_chunks,
+            causal=mode == "causal",
+            device=device,
+        )
+        ref_keys: list[Tensor] = []
+        ref_values: list[Tensor] = []
+        ref_bias = None
+        ref_table = None
+        if refs is not None:
+            latents, roles, labels, valid = refs
+            ref_keys, ref_values = self.reference_kv(latents, roles, labels, valid)
+            ref_table = self._reference_table(ref_keys[0].shape[2], device)
+            per_ref = self.grid[0] * self.grid[1]
+            key_valid = torch.ones(b, ref_keys[0].shape[2], dtype=torch.bool, device=device)
+            if valid is not None:
+                key_valid = valid.repeat_interleave(per_ref, dim=1)
+            if cond.refs_keep is not None:
+                key_valid = key_valid & (cond.refs_keep[:, None] != 0)
+            if not bool(key_valid.all()):
+                ref_bias = torch.zeros(key_valid.shape, dtype=x.dtype, device=device)
+                ref_bias = ref_bias.masked_fill(~key_valid, float("-inf"))[:, None, None, :]
+
+        for i, block in enumerate(self.blocks):
+
+            def self_attend(q: Tensor, k: Tensor, v: Tensor, i: int = i) -> Tensor:
+                if ref_keys:
+                    rk = apply_rope(ref_keys[i], ref_table)
+                    rv = ref_values[i]
+                else:
+                    rk = rv = q.new_zeros(q.shape[0], q.shape[1], 0, q.shape[3])
+                return attend_split(
+                    apply_rope(q, local),
+                    rk,
+                    rv,
+                    ref_bias,
+                    apply_rope(q, absolute),
+                    apply_rope(k, absolute),
+                    v,
+                    allowed,
+                )
+
+            audio = cond.speak if block.audio_track == SPEAK else cond.listen
+            keep = cond.speak_keep if block.audio_track == SPEAK else cond.listen_keep
+            x = block(
+                x,
+                mod,
+                self_attend,
+                text=text,
+                text_bias=text_bias,
+                audio=audio.to(x.dtype),
+                text_keep=text_keep,
+                audio_keep=keep,
+            )
+        return self.output(x, emb, n_frames)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = ["DiT", "Backbone", "to_x0", "timestep_features", "count_parameters", "F"]

@@ -1,0 +1,48 @@
+"""Reference roles: the vocabulary of a reference sheet's (role, label) pairs and their embedding.
+
+A reference image becomes one latent frame (VAE `encode_image`), is patchified like a target frame,
+and gets `ReferenceEmbedding(role) + ReferenceEmbedding(label)` added to every token, so the model
+can tell the global shot, the four views and the labelled expressions apart. The transformer pass
+over references lives in `DiT.encode_references`; the K/V it produces are held in
+`caches.ReferenceCache`. This module does not touch images or the VAE.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from lpm_npc.synth.motion import EXPRESSIONS
+
+ROLES: tuple[str, ...] = ("global", "view", "expression")
+VIEW_LABELS: tuple[str, ...] = ("front", "left", "right", "back")
+# Index 0 = "no label" (a global reference may have none).
+LABELS: tuple[str, ...] = ("", *VIEW_LABELS, *EXPRESSIONS)
+
+
+def role_ids(roles: list[tuple[str, str]]) -> tuple[Tensor, Tensor]:
+    """[(role, label), ...] -> (role ids (R,), label ids (R,)) int64; bad names raise ValueError."""
+    role_index, label_index = [], []
+    for i, (role, label) in enumerate(roles):
+        if role not in ROLES:
+            raise ValueError(f"references[{i}].role must be one of {ROLES}, got {role!r}")
+        if label not in LABELS:
+            raise ValueError(f"references[{i}].label must be one of {LABELS}, got {label!r}")
+        role_index.append(ROLES.index(role))
+        label_index.append(LABELS.index(label))
+    return torch.tensor(role_index, dtype=torch.int64), torch.tensor(label_index, dtype=torch.int64)
+
+
+class ReferenceEmbedding(nn.Module):
+    """Learned role and label vectors added to a reference's tokens."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.role = nn.Embedding(len(ROLES), dim)
+        self.label = nn.Embedding(len(LABELS), dim)
+        nn.init.normal_(self.role.weight, std=0.02)
+        nn.init.normal_(self.label.weight, std=0.02)
+
+    def forward(self, role: Tensor, label: Tensor) -> Tensor:
+        """role, label: (B, R) int64 -> (B, R, dim)."""
+        return self.role(role) + self.label(label)
