@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from lpm_npc.synth.audio_io import read_wav, write_wav
 from lpm_npc.synth.speech import VOICES, babble, synthesize
 from lpm_npc.synth.video_io import read_mp4, read_mp4_audio, write_mp4
 from lpm_npc.synth.visemes import visemes_from_audio
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "audio"
 
 
 def _f0_autocorr(pcm: np.ndarray, centre: int) -> float:
@@ -147,6 +150,18 @@ def test_visemes_follow_tts_loudness_envelope(espeak_sentence):
     assert silent.sum() >= 3, "the sentence should contain pauses"
     assert vis.jaw_open[silent].max() < 0.05
     assert vis.jaw_open.max() > 0.6
+
+
+def test_visemes_follow_committed_tts_sample():
+    """The committed espeak-ng sentence runs everywhere, also where espeak-ng is not installed."""
+    pcm = read_wav(SAMPLES / "tts_sentence.wav")
+    vis = visemes_from_audio(pcm)
+    envelope = uniform_filter1d(_frame_rms(pcm), 3)
+    assert np.corrcoef(vis.jaw_open, envelope)[0, 1] > 0.7
+    silent = envelope < 0.01 * envelope.max()
+    assert silent.sum() >= 3 and vis.jaw_open[silent].max() < 0.05
+    for name in ("babble_speak.wav", "babble_listen.wav"):
+        assert len(read_wav(SAMPLES / name)) == 6 * SAMPLE_RATE
 
 
 def test_visemes_cli_json(tmp_path, capsys):
