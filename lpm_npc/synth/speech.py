@@ -19,6 +19,7 @@ or write files and does not derive visemes (see `visemes.py`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.signal import butter, istft, sosfilt, stft
@@ -223,6 +224,15 @@ def _plan(
     return syllables, phrases, consonants
 
 
+@lru_cache(maxsize=len(_NOISE_BANDS))
+def _noise_filter(band: int) -> np.ndarray:
+    """Second-order sections of the band-pass that shapes consonant noise band `band`."""
+    lo, hi = _NOISE_BANDS[band]
+    return butter(
+        4, [lo, min(hi, SAMPLE_RATE / 2 - 100)], btype="band", fs=SAMPLE_RATE, output="sos"
+    )
+
+
 def _rosenberg_source(f0: np.ndarray, rng: np.random.Generator, voice: Voice) -> np.ndarray:
     """Differentiated Rosenberg glottal flow pulses at the instantaneous pitch f0 (per sample)."""
     phase = np.cumsum(f0 / SAMPLE_RATE) + rng.random()
@@ -350,13 +360,10 @@ def synthesize(
         voiced = voiced / (np.percentile(np.abs(voiced[loud]), 99) + 1e-9)
 
     noise = rng.standard_normal(n)
-    for k, (lo, hi) in enumerate(_NOISE_BANDS):
+    for k in range(len(_NOISE_BANDS)):
         if not noise_gain[k].any():
             continue
-        sos = butter(
-            4, [lo, min(hi, SAMPLE_RATE / 2 - 100)], btype="band", fs=SAMPLE_RATE, output="sos"
-        )
-        band = sosfilt(sos, noise)
+        band = sosfilt(_noise_filter(k), noise)
         band /= np.std(band) + 1e-9
         voiced = voiced + _NOISE_GAIN[k] * noise_gain[k] * band * 0.35
 

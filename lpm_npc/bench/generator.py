@@ -1,0 +1,243 @@
+"""Model size, analytic FLOPs and the streaming generator benchmark.
+
+- `model_info(cfg)`: parameter counts (the model is built on the meta device, so lpm-17b costs no
+  memory) and analytic FLOPs of one streaming chunk of the transformers: matmuls and attention of
+  `backbone_steps` denoising passes + the noisy-history pass of the backbone + one refiner pass
+  (multiply-add = 2 FLOPs; VAE decode and audio encode are not included there — the benchmark
+  measures the whole step with torch.utils.flop_counter instead).
+- `bench_generator(...)`: runs a real session for N seconds of media and reports the real-time
+  factor (compute time / media time), first-frame latency (open + first chunk), fps, MFU (achieved
+  FLOP/s of the measured step FLOPs / a matmul's FLOP/s in the model's dtype measured in the same
+  run) and RSS growth.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lpm_npc.config import SAMPLE_RATE, ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+def transformer_flops(cfg: ModelConfig, n_layers: int, history_tokens: int, refs: int) -> int:
+    """FLOPs of one DiT pass over one chunk with `history_tokens` history keys (analytic)."""
+    d, f, a = cfg.dim, cfg.ffn_dim, cfg.audio_dim
+    n = cfg.tokens_per_chunk
+    lt = cfg.text_max_tokens
+    na = cfg.n_audio_tokens * cfg.chunk_latent_frames
+    keys = refs * cfg.tokens_per_latent_frame + history_tokens + n
+    per_layer = (
+        2 * n * d * 4 * d  # self-attn qkv + out
+        + 4 * n * keys * d  # QK^T and PV
+        + 2 * n * d * 2 * d
+        + 2 * lt * d * 2 * d
+        + 4 * n * lt * d  # text cross-attn
+        + 2 * n * d * 2 * d
+        + 2 * na * a * 2 * d
+        + 4 * n * cfg.n_audio_tokens * d  # audio x-attn
+        + 2 * n * d * f * 2  # MLP
+    )
+    embed = 2 * n * cfg.latent_channels * 4 * d * 2 + 2 * lt * (cfg.text_dim * d + d * d)
+    return n_layers * per_layer + embed
+
+
+def chunk_flops(cfg: ModelConfig, refs: int | None = None) -> int:
+    """Analytic transformer FLOPs of one steady-state chunk (full history ring)."""
+    refs = cfg.max_references if refs is None else refs
+    history = cfg.history_chunks * cfg.tokens_per_chunk
+    backbone = transformer_flops(cfg, cfg.n_layers, history, refs)
+    refiner = transformer_flops(cfg, cfg.refiner_layers, 0, refs)
+    return (cfg.backbone_steps + 1) * backbone + refiner
+
+
+def model_info(cfg: ModelConfig) -> dict:
+    """Parameter counts (meta device) and analytic per-chunk numbers."""
+    from lpm_npc.model.lpm import LPM
+
+    with torch.device("meta"):
+        model = LPM(cfg)
+    chunk_ms = 1000.0 * cfg.samples_per_chunk / SAMPLE_RATE
+    flops = chunk_flops(cfg)
+    return {
+        "preset": cfg.name,
+        **model.parameter_counts(),
+        "flops_per_chunk": flops,
+        "flops_method": "analytic: transformer matmuls + attention, steady state, max references",
+        "tflops_per_second_of_media": flops / (chunk_ms / 1000.0) / 1e12,
+        "tokens_per_chunk": cfg.tokens_per_chunk,
+        "reference_tokens": cfg.max_references * cfg.tokens_per_latent_frame,
+        "context_tokens": cfg.history_chunks * cfg.tokens_per_chunk,
+        "frames_per_chunk": cfg.frames_per_chunk,
+        "samples_per_chunk": cfg.samples_per_chunk,
+        "chunk_ms": chunk_ms,
+        "image_size": cfg.image_size,
+        "latent_size": cfg.latent_size,
+        "backbone_steps": cfg.backbone_steps,
+        "history_chunks": cfg.history_chunks,
+    }
+
+
+def measure_matmul_gflops(dtype: torch.dtype, size: int = 512, seconds: float = 0.5) -> float:
+    """Peak-ish GFLOP/s of a square matmul in `dtype` on this machine, now."""
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    for _ in range(3):
+        a @ b
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        n += 1
+    return 2 * size**3 * n / (time.perf_counter() - start) / 1e9
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@dataclass(frozen=True)
+class GeneratorBench:
+    preset: str
+    checkpoint: str  # directory, or "random" when no checkpoint was found
+    dtype: str
+    threads: int
+    compiled: bool
+    size: int
+    params: int
+    seconds: float  # media seconds generated
+    chunks: int
+    rtf: float  # compute time / media time (< 1 is faster than real time)
+    first_frame_ms: float  # open() + first chunk
+    prepare_ms: float  # reference encoding (once per character; not in first_frame_ms)
+    chunk_ms_mean: float
+    chunk_ms_p95: float
+    fps: float  # video frames generated per second of compute
+    flops_per_chunk: int  # measured with torch.utils.flop_counter over one whole step
+    flops_per_chunk_transformer: int  # analytic (transformers only)
+    achieved_gflops: float
+    peak_gflops: float  # square matmul in the model's dtype, measured in this run
+    mfu: float  # achieved / peak
+    rss_growth_mb: float  # RSS after the run minus after the first chunk
+
+
+def _bench_character(generator, cfg: ModelConfig):
+    """A rendered reference sheet when the synth renderer is available, else noise images."""
+    try:
+        from lpm_npc.synth.character import CharacterSpec
+        from lpm_npc.synth.sheet import render_sheet
+
+        return generator.prepare(render_sheet(CharacterSpec.from_seed(1), cfg.image_size))
+    except ImportError:
+        log.warning("synth sheet renderer unavailable; benchmarking with noise references")
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (3, cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
+        roles = [("global", ""), ("view", "front"), ("expression", "neutral")]
+        return generator.prepare_images(images, roles, name="noise")
+
+
+def _bench_audio(seconds: float) -> np.ndarray:
+    try:
+        from lpm_npc.synth.speech import babble
+
+        return babble(1, seconds).astype(np.float32)
+    except ImportError:
+        return (np.random.default_rng(0).standard_normal(int(seconds * SAMPLE_RATE)) * 0.1).astype(
+            np.float32
+        )
+
+
+def bench_generator(
+    *,
+    preset: str = "tiny",
+    checkpoint: str | None = None,
+    seconds: float = 10.0,
+    threads: int | None = None,
+    dtype: str = "fp32",
+    compile: bool = False,
+    size: int | None = None,
+    progress: bool = True,
+) -> GeneratorBench:
+    from torch.utils.flop_counter import FlopCounterMode
+    from tqdm import tqdm
+
+    from lpm_npc.engine.generator import StreamingGenerator
+    from lpm_npc.engine.weights import checkpoint_exists, default_checkpoint_dir, load_lpm
+
+    if dtype not in ("fp32", "bf16"):
+        raise ValueError(f"dtype must be fp32 or bf16, got {dtype!r}")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    directory = checkpoint or default_checkpoint_dir()
+    found = checkpoint_exists(Path(directory))
+    cfg, model = load_lpm(directory if found else None, allow_random=not found, preset=preset)
+    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    model = model.to(torch_dtype)
+    generator = StreamingGenerator(cfg, model)
+    if compile:
+        generator.compile()
+    start = time.perf_counter()
+    character = _bench_character(generator, cfg)
+    prepare_ms = (time.perf_counter() - start) * 1000
+    n_chunks = max(2, int(round(seconds * SAMPLE_RATE / cfg.samples_per_chunk)))
+    speak = _bench_audio(n_chunks * cfg.samples_per_chunk / SAMPLE_RATE + 1)
+    listen = np.zeros_like(speak)
+    per = cfg.samples_per_chunk
+
+    start = time.perf_counter()
+    state = generator.open(character, prompt="cheerful", seed=0, size=size)
+    generator.feed(state, speak[:per], listen[:per])
+    generator.step([state])
+    first_frame_ms = (time.perf_counter() - start) * 1000
+    with FlopCounterMode(display=False) as counter:
+        generator.feed(state, speak[per : 2 * per], listen[per : 2 * per])
+        generator.step([state])
+    step_flops = counter.get_total_flops()
+    rss0 = _rss_mb()
+    times = []
+    for k in tqdm(range(2, n_chunks + 2), disable=not progress, desc="chunks", file=None):
+        lo = (k % (len(speak) // per - 1)) * per
+        generator.feed(state, speak[lo : lo + per], listen[lo : lo + per])
+        t0 = time.perf_counter()
+        generator.step([state])
+        times.append(time.perf_counter() - t0)
+    rss_growth = _rss_mb() - rss0
+    compute = float(np.sum(times))
+    media = len(times) * per / SAMPLE_RATE
+    peak = measure_matmul_gflops(torch_dtype)
+    achieved = step_flops * len(times) / compute / 1e9
+    return GeneratorBench(
+        preset=cfg.name,
+        checkpoint=str(directory) if found else "random",
+        dtype=dtype,
+        threads=torch.get_num_threads(),
+        compiled=compile,
+        size=state.size,
+        params=sum(p.numel() for p in model.parameters()),
+        seconds=media,
+        chunks=len(times),
+        rtf=compute / media,
+        first_frame_ms=first_frame_ms,
+        prepare_ms=prepare_ms,
+        chunk_ms_mean=1000 * compute / len(times),
+        chunk_ms_p95=1000 * float(np.percentile(times, 95)),
+        fps=len(times) * cfg.frames_per_chunk / compute,
+        flops_per_chunk=int(step_flops),
+        flops_per_chunk_transformer=chunk_flops(cfg, len(character.roles)),
+        achieved_gflops=achieved,
+        peak_gflops=peak,
+        mfu=achieved / peak,
+        rss_growth_mb=rss_growth,
+    )
+
+
+def as_dict(result: GeneratorBench) -> dict:
+    return asdict(result)

@@ -1,0 +1,114 @@
+"""Finding and loading LPM checkpoints.
+
+A checkpoint directory holds `config.json` (`{"preset": "tiny", "overrides": {...}}`),
+`model.safetensors` (the `LPM` state dict, usually fp16/bf16; loaded into fp32 parameters) and
+`recipe.json` (how it was trained; not read here).
+
+`default_checkpoint_dir()` is the embedded default, `samples/checkpoints/tiny` next to the package
+(repository checkout) or inside it (installed copy). `load_lpm()` never invents weights silently:
+a missing checkpoint raises `FileNotFoundError` unless `allow_random=True`, and then logs a warning
+that the model has random weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from lpm_npc.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+RANDOM_SEED = 0  # random weights are still deterministic
+
+
+def default_checkpoint_dir() -> Path:
+    """`samples/checkpoints/tiny` of the repository (or of the installed package)."""
+    package = Path(__file__).resolve().parent.parent  # .../lpm_npc
+    candidates = [package.parent / "samples" / "checkpoints" / "tiny"]
+    candidates.append(package / "samples" / "checkpoints" / "tiny")
+    for candidate in candidates:
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    return candidates[0]
+
+
+def read_config(checkpoint_dir: Path) -> ModelConfig:
+    """config.json -> ModelConfig (preset + overrides; JSON lists become tuples)."""
+    data = json.loads((checkpoint_dir / CONFIG_FILE).read_text())
+    if "preset" not in data:
+        raise ValueError(f"{checkpoint_dir / CONFIG_FILE}: field 'preset' is missing")
+    overrides = {
+        key: tuple(value) if isinstance(value, list) else value
+        for key, value in data.get("overrides", {}).items()
+    }
+    return ModelConfig.from_name(data["preset"]).with_overrides(**overrides)
+
+
+def checkpoint_exists(checkpoint_dir: Path) -> bool:
+    return (checkpoint_dir / CONFIG_FILE).is_file() and (checkpoint_dir / WEIGHTS_FILE).is_file()
+
+
+def load_lpm(
+    checkpoint_dir: str | Path | None = None,
+    *,
+    allow_random: bool = False,
+    preset: str = "tiny",
+    device: str | torch.device = "cpu",
+):
+    """-> (ModelConfig, LPM in eval mode). See the module docstring for the missing-file policy."""
+    from lpm_npc.model.lpm import LPM
+
+    directory = Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint_dir()
+    if not checkpoint_exists(directory):
+        if not allow_random:
+            raise FileNotFoundError(
+                f"no checkpoint at {directory} (need {CONFIG_FILE} and {WEIGHTS_FILE})"
+            )
+        log.warning("no checkpoint at %s; using random weights (preset %s)", directory, preset)
+        cfg = ModelConfig.from_name(preset)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_SEED)
+            model = LPM(cfg)
+        return cfg, model.to(device).eval()
+    from safetensors.torch import load_file
+
+    cfg = read_config(directory)
+    model = LPM(cfg)
+    state = load_file(str(directory / WEIGHTS_FILE), device="cpu")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{directory / WEIGHTS_FILE} does not match preset {cfg.name}: "
+            f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
+    log.info("loaded %s (%s)", directory, cfg.name)
+    return cfg, model.to(device).eval()
+
+
+def save_lpm(
+    model: torch.nn.Module,
+    checkpoint_dir: str | Path,
+    *,
+    preset: str,
+    overrides: dict | None = None,
+    dtype: torch.dtype = torch.float16,
+) -> Path:
+    """Write config.json + model.safetensors (floating tensors cast to `dtype`)."""
+    from safetensors.torch import save_file
+
+    directory = Path(checkpoint_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {"preset": preset, "overrides": overrides or {}}
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    state = {
+        name: (t.to(dtype) if t.is_floating_point() else t).contiguous()
+        for name, t in model.state_dict().items()
+    }
+    save_file(state, str(directory / WEIGHTS_FILE))
+    return directory
