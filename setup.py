@@ -24,16 +24,16 @@ setup(
         "soundfile>=0.12",
         "msgpack>=1.0",
         "safetensors>=0.4",
-        "grpcio>=1.60",
+        "grpcio>=1.85.1",  # the committed stubs (lpm_npc/_proto) need at least their generator version
         "grpcio-health-checking>=1.60",
         "grpcio-reflection>=1.60",
-        "protobuf>=5",
+        "protobuf>=7.35.1",  # likewise: the gencode checks the runtime version
         "pillow>=10",
         "tqdm>=4.60",
         "prometheus_client>=0.17",
     ],
     extras_require={
-        "test": ["pytest>=7", "ruff>=0.5", "grpcio-tools>=1.60"],
+        "test": ["pytest>=7", "ruff>=0.5", "grpcio-tools>=1.85.1"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "gpu": ["triton>=3.0", "onnxruntime-gpu>=1.17"],
     },
