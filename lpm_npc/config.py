@@ -63,7 +63,7 @@ class ModelConfig:
     backbone_steps: int = 2  # distilled causal backbone steps per chunk
     refine_t: float = 0.25  # noise level the refiner starts from (one step)
     context_noise: float = 0.1  # noise level of the re-noised pass whose K/V are committed
-    prediction: str = "x0"  # network output: "x0" (clean latent; trained with a velocity loss) or "v"
+    prediction: str = "x0"  # network output: "x0" (clean latent, velocity loss) or "v" (velocity)
     # --- positions and time ---
     rope_theta: float = 10_000.0  # RoPE base of every axis of the 3D (t, h, w) rotary embedding
     reference_offset: int = 1  # references sit this many latent frames after the chunk's last one
@@ -82,7 +82,7 @@ class ModelConfig:
         if self.prediction not in ("x0", "v"):
             raise ValueError(f"prediction must be 'x0' or 'v', got {self.prediction!r}")
         if self.patch_size[0] != 1:
-            raise ValueError("patch_size[0] must be 1: chunks and audio windows are per latent frame")
+            raise ValueError("patch_size[0] must be 1: chunks and audio are per latent frame")
         if (self.dim // self.n_heads) % 2:
             raise ValueError("head_dim (dim // n_heads) must be even for rotary embeddings")
         set_ = object.__setattr__
