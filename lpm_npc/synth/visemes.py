@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
+from scipy.special import expit
 
 from lpm_npc.config import FPS, SAMPLE_RATE
 from lpm_npc.synth.audio_io import resample_pcm, validate_pcm
@@ -111,8 +112,8 @@ def visemes_from_audio(pcm: np.ndarray, sample_rate: int = SAMPLE_RATE, fps: int
     front = _robust_z(np.log(e_high) - np.log(e_mid), speaking)
     openness = _robust_z(np.log(e_mid) - np.log(e_low), speaking)
     activity = np.clip(jaw * 3.0, 0.0, 1.0)  # lips relax to neutral as the mouth closes
-    lip_spread = activity / (1.0 + np.exp(-2.0 * (front - 0.3)))
-    lip_round = activity / (1.0 + np.exp(-2.0 * (-front - 0.5 * openness - 0.3)))
+    lip_spread = activity * expit(2.0 * (front - 0.3))
+    lip_round = activity * expit(2.0 * (-front - 0.5 * openness - 0.3))
 
     def smooth(x: np.ndarray) -> np.ndarray:
         return np.clip(gaussian_filter1d(x, 0.8 * fps / FPS, mode="nearest"), 0.0, 1.0)
