@@ -1,7 +1,8 @@
 """Vectorised anti-aliased rasterisation helpers shared by the character renderer.
 
 Everything works on float32 numpy arrays laid out (G, h, w) — G frames of one window of the image —
-with per-frame parameters shaped (G, 1, 1) so one numpy call serves a whole group of frames. Shapes
+with per-frame parameters shaped (G, 1, 1) so one numpy call serves a whole group of frames. Colour
+images are planar, (3, G, h, w), so every channel operation runs over contiguous memory. Shapes
 are analytic signed distances (negative inside); coverage is a one-pixel linear ramp across the
 edge. Rays are orthographic and intersect ellipsoids in closed form.
 
@@ -79,8 +80,20 @@ def coverage(sdf: np.ndarray, inv_aa: float | np.ndarray) -> np.ndarray:
 
 
 def paint(dst: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> None:
-    """In place `dst = dst + alpha * (colour - dst)`; dst (..., 3), alpha (...), colour (3,) or (..., 3)."""
-    dst += alpha[..., None] * (colour - dst)
+    """In place `dst = dst + alpha * (colour - dst)`.
+
+    dst: planar (3, ...); alpha: (...); colour: (3,) constant or planar (3, ...).
+    """
+    tmp = np.empty(np.broadcast_shapes(dst.shape[1:], alpha.shape), F32)
+    for c in range(3):
+        np.subtract(colour[c], dst[c], out=tmp)
+        tmp *= alpha
+        dst[c] += tmp
+
+
+def shaded(colour: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """A planar colour image (3, ...) = constant colour (3,) × per-pixel factor (...)."""
+    return colour.reshape((3,) + (1,) * factor.ndim) * factor
 
 
 def ellipse_sdf(x: np.ndarray, y: np.ndarray, rx, ry) -> np.ndarray:

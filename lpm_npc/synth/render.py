@@ -35,8 +35,8 @@ def _check_size(size: int) -> int:
 
 def _render_group(look: Look, ctl: Controls, size: int, zoom: float) -> np.ndarray:
     grid = Grid(size, zoom * BASE_ZOOM, CAMERA_Y)
-    canvas = np.empty((ctl.n_frames, size, size, 3), np.float32)
-    canvas[...] = background(look.spec, size, zoom * BASE_ZOOM, CAMERA_Y)
+    canvas = np.empty((3, ctl.n_frames, size, size), np.float32)  # planar RGB
+    canvas[...] = background(look.spec, size, zoom * BASE_ZOOM, CAMERA_Y)[:, None]
     hair_in_front_of_torso = bool(np.cos(ctl.yaw).min() < -0.1)  # seen from behind
     if not hair_in_front_of_torso:
         paint_back_hair(canvas, grid, look, ctl)
@@ -47,7 +47,7 @@ def _render_group(look: Look, ctl: Controls, size: int, zoom: float) -> np.ndarr
     canvas *= np.float32(255.0)
     canvas += np.float32(0.5)
     np.clip(canvas, 0.0, 255.0, out=canvas)
-    return canvas.astype(np.uint8)
+    return canvas.astype(np.uint8).transpose(1, 2, 3, 0)
 
 
 def render_controls(spec: CharacterSpec, ctl: Controls, size: int, zoom: float = 1.0) -> np.ndarray:

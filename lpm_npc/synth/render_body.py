@@ -1,6 +1,6 @@
 """Painters for everything below and behind the head: background, hanging hair, neck and torso.
 
-Each painter works in place on a float32 canvas (G, S, S, 3) and touches only the window its shape
+Each painter works in place on a planar float32 canvas (3, G, S, S) and touches only the window its shape
 can reach. The background is computed once per (character, size, zoom) and cached. This module does
 not draw the head, face or headwear (see `render_head.py` / `render_face.py`).
 """
@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 
 from lpm_npc.synth.character import CharacterSpec
-from lpm_npc.synth.raster import F32, Grid, box_sdf, coverage, ellipse_sdf, paint
+from lpm_npc.synth.raster import F32, Grid, box_sdf, coverage, ellipse_sdf, paint, shaded
 from lpm_npc.synth.render_controls import Controls
 from lpm_npc.synth.render_look import Look, look_for
 
@@ -23,43 +23,44 @@ TORSO_DEPTH = 0.36  # half depth, seen when the body turns
 
 @lru_cache(maxsize=64)
 def background(spec: CharacterSpec, size: int, zoom: float, centre_y: float) -> np.ndarray:
-    """The character's scene, float32 (S, S, 3), read-only. Depends only on the character."""
+    """The character's scene, planar float32 (3, S, S), read-only. Depends only on the character."""
     look = look_for(spec)
     grid = Grid(size, zoom, centre_y)
     x = grid.xs.reshape(1, -1)
     y = grid.ys.reshape(-1, 1)
     c0, c1 = look.background
     style = spec.background
+    ones = np.ones((size, size), F32)
+    inv_aa = 1.0 / grid.pixel
+
+    def mix(t: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return shaded(a, (1.0 - t) * ones) + shaded(b, t * ones)
+
     if style == "gradient":
-        t = np.clip((1.0 - y) * 0.5, 0.0, 1.0)[..., None]
-        img = c0 * (1.0 - t) + c1 * t + np.zeros_like(x)[..., None]
+        img = mix(np.clip((1.0 - y) * 0.5, 0.0, 1.0), c0, c1)
     elif style == "studio":
-        r = np.sqrt(x * x + (y - 0.1) ** 2)[..., None]
-        t = np.clip(r / 1.6, 0.0, 1.0)
-        img = c0 * (1.0 - t) + c1 * t
+        img = mix(np.clip(np.sqrt(x * x + (y - 0.1) ** 2) / 1.6, 0.0, 1.0), c0, c1)
     elif style == "stripes":
-        t = (0.5 + 0.5 * np.sin(x * 14.0 + 0.3))[..., None] + np.zeros_like(y)[..., None]
-        img = c0 * (1.0 - 0.35 * t) + c1 * (0.35 * t)
+        img = mix(0.35 * (0.5 + 0.5 * np.sin(x * 14.0 + 0.3)), c0, c1)
     elif style == "window":
-        img = np.broadcast_to(c0 * 0.9, (size, size, 3)).copy()
+        img = shaded(c0 * 0.9, ones)
         side = 1.0 if look.light[0] >= 0 else -1.0
         pane = box_sdf(x - side * 0.7, y - 0.45, 0.42, 0.55, 0.02)
         sky = np.array([0.78, 0.88, 0.97], F32) * 0.6 + c0 * 0.4
-        paint(img, coverage(pane, 1.0 / grid.pixel), sky)
+        paint(img, coverage(pane, inv_aa) * ones, sky)
         bars = np.minimum(np.abs(x - side * 0.7), np.abs(y - 0.45)) - 0.018
-        paint(img, coverage(np.maximum(bars, pane), 1.0 / grid.pixel), c1)
+        paint(img, coverage(np.maximum(bars, pane), inv_aa) * ones, c1)
     else:  # dots
-        img = np.broadcast_to(c0, (size, size, 3)).copy()
+        img = shaded(c0, ones)
         gx = (x * 3.2) % 1.0 - 0.5
         gy = (y * 3.2 + 0.5 * np.floor(x * 3.2)) % 1.0 - 0.5
         dots = np.sqrt(gx * gx + gy * gy) / 3.2 - 0.045
-        paint(img, coverage(dots, 1.0 / grid.pixel) * 0.6, c1)
-    img = np.asarray(img, F32)
+        paint(img, coverage(dots, inv_aa) * 0.6, c1)
     # Floor below the bust (seen in the wide "global" shot), then a glow on the key-light side.
-    floor = np.clip((-1.25 - y) * 4.0, 0.0, 1.0)[..., None] + np.zeros_like(x)[..., None]
-    img = img * (1.0 - floor) + (c1 * 0.55) * floor
-    glow = np.exp(-((x - look.light[0] * 1.2) ** 2 + (y - 0.7) ** 2) / 1.2)[..., None]
-    img = np.clip(img * (0.82 + 0.3 * glow), 0.0, 1.0).astype(F32)
+    floor = np.clip((-1.25 - y) * 4.0, 0.0, 1.0) * ones
+    img = img * (1.0 - floor) + shaded(c1 * 0.55, floor)
+    glow = np.exp(-((x - look.light[0] * 1.2) ** 2 + (y - 0.7) ** 2) / 1.2)
+    img = np.ascontiguousarray(np.clip(img * (0.82 + 0.3 * glow), 0.0, 1.0), dtype=F32)
     img.setflags(write=False)
     return img
 
@@ -97,8 +98,8 @@ def paint_back_hair(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -
         sdf = sdf + F32(0.02) * np.sin(x * 40.0) * np.sin(win.y * 37.0)
     alpha = coverage(sdf, 1.0 / grid.pixel)
     strands = F32(0.85) + F32(0.15) * np.sin(x * (90.0 / (1.0 + look.hair_shape.curls)))
-    colour = look.hair_dark[None, None, None, :] * (strands[..., None] + F32(0.1))
-    region = canvas[:, win.rows, win.cols]
+    colour = shaded(look.hair_dark, strands + F32(0.1))
+    region = canvas[:, :, win.rows, win.cols]
     paint(region, alpha, colour)
 
 
@@ -119,7 +120,7 @@ def paint_torso(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> No
     )
     if win.empty:
         return
-    region = canvas[:, win.rows, win.cols]
+    region = canvas[:, :, win.rows, win.cols]
     x, y = win.x, win.y
     tx, sy = _col(ctl.body_x), _col(shoulder)
     neck_x = _col(ctl.body_x + sin_b * TORSO_DEPTH * 0.3)
@@ -139,12 +140,12 @@ def paint_torso(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> No
     neck_sdf = np.maximum(np.abs(x - centre) - neck_hw, y - hy)
     shade = F32(0.78) + F32(0.18) * np.clip(across * light_x + 0.3, -1.0, 1.0)
     shade = shade * (F32(1.0) - F32(0.35) * np.clip((y - (hy - 0.42)) * 6.0, 0.0, 1.0))
-    neck_colour = look.skin * shade[..., None]
+    neck_colour = shaded(look.skin, shade)
     paint(region, coverage(neck_sdf, inv_aa) * (y > sy - 0.3), neck_colour)
     if spec.clothing_style == "turtleneck":
         collar = np.maximum(np.abs(x - centre) - neck_hw * 1.12, y - (hy - 0.34))
         ribs = F32(0.9) + F32(0.1) * np.sin(y * 120.0)
-        paint(region, coverage(collar, inv_aa), look.cloth * (ribs * shade)[..., None])
+        paint(region, coverage(collar, inv_aa), shaded(look.cloth, ribs * shade))
 
     # Torso: rounded box below the shoulder line.
     body_h = F32(0.9)
@@ -156,7 +157,8 @@ def paint_torso(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> No
     t_shade = t_shade * (
         F32(1.0) - F32(0.18) * coverage(ellipse_sdf(x - neck_x, y - sy, 0.22, 0.12), inv_aa * 0.15)
     )
-    cloth = np.broadcast_to(look.cloth, (g, win.y.shape[1], win.x.shape[2], 3)).copy()
+    cloth = np.empty((3, g, win.y.shape[1], win.x.shape[2]), F32)
+    cloth[...] = look.cloth.reshape(3, 1, 1, 1)
     fr = _col(front)
     nx = x - neck_x
     dy = sy - y  # depth below the shoulder line
@@ -189,8 +191,9 @@ def paint_torso(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> No
         paint(cloth, coverage(neckline, inv_aa) * fr, look.skin * F32(0.85))
     elif style == "turtleneck":
         ribs = np.abs(((x - tx) * 30.0) % 2.0 - 1.0)
-        cloth *= (F32(0.95) + F32(0.05) * ribs)[..., None]
+        cloth *= F32(0.95) + F32(0.05) * ribs
     # From behind: a seam down the back instead of a neckline.
     seam = np.abs(x - tx + _col(sin_b) * 0.0) - 0.006
     paint(cloth, coverage(seam, inv_aa) * (1.0 - fr) * 0.5, look.cloth * F32(0.6))
-    paint(region, torso_a, cloth * t_shade[..., None])
+    cloth *= t_shade
+    paint(region, torso_a, cloth)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lpm_npc.synth.raster import F32, Grid, Hit, coverage, ellipse_sdf, paint
+from lpm_npc.synth.raster import F32, Grid, Hit, coverage, ellipse_sdf, paint, shaded
 from lpm_npc.synth.render_controls import Controls
 from lpm_npc.synth.render_look import Look
 
@@ -49,7 +49,7 @@ def paint_face(
     look: Look,
     ctl: Controls,
 ) -> None:
-    """Paint cheeks, eyes, brows and mouth into `albedo` (G, h, w, 3) in place."""
+    """Paint cheeks, eyes, brows and mouth into the planar `albedo` (3, G, h, w) in place."""
     inv_aa = hf.inv_aa
     front = np.clip(qz * F32(6.0 / look.skull[2]), 0.0, 1.0)  # features fade towards the sides
 
@@ -67,7 +67,7 @@ def paint_face(
         soft = ellipse_sdf(x - F32(cx), y - (F32(cy) + lift), F32(0.075), F32(0.05))
         strength = F32(look.spec.blush * 0.6) + _col(ctl.cheek) * F32(0.12)
         a = coverage(soft, inv_aa * F32(0.12)) * strength * front[:, sl[0], sl[1]]
-        paint(albedo[:, sl[0], sl[1]], a, BLUSH)
+        paint(albedo[:, :, sl[0], sl[1]], a, BLUSH)
 
     _paint_mouth(albedo, qx, qy, front, hf, grid, look, ctl, window)
     for side in (-1.0, 1.0):
@@ -84,7 +84,7 @@ def _paint_eye(albedo, qx, qy, front, inv_aa, look: Look, ctl: Controls, side: f
     x = qx[:, sl[0], sl[1]] - F32(ex)
     y = qy[:, sl[0], sl[1]] - F32(ey)
     fr = front[:, sl[0], sl[1]]
-    dst = albedo[:, sl[0], sl[1]]
+    dst = albedo[:, :, sl[0], sl[1]]
     opening = _col(ctl.open_l if side > 0 else ctl.open_r)
     squint = _col(ctl.squint_l if side > 0 else ctl.squint_r)
     y = y - F32(tilt * 0.5) * x * F32(side)  # outer corner up (or down for droopy eyes)
@@ -105,7 +105,7 @@ def _paint_eye(albedo, qx, qy, front, inv_aa, look: Look, ctl: Controls, side: f
     r = np.sqrt(px * px + py * py)
     a_iris = np.minimum(coverage(r - ir, inv_aa), a_open)
     ring = np.clip(r / ir, 0.0, 1.0)
-    paint(dst, a_iris, look.iris * (F32(1.05) - F32(0.35) * ring * ring)[..., None])
+    paint(dst, a_iris, shaded(look.iris, F32(1.05) - F32(0.35) * ring * ring))
     paint(dst, np.minimum(coverage(r - ir * F32(0.45), inv_aa), a_open), PUPIL)
     hx = px + F32(ir * 0.35 * np.sign(look.light[0] + 1e-3))
     glint = np.sqrt(hx * hx + (py - F32(ir * 0.4)) ** 2) - ir * F32(0.24)
@@ -147,7 +147,7 @@ def _paint_brow(albedo, qx, qy, front, inv_aa, look: Look, ctl: Controls, side: 
         * (F32(1.0) - F32(0.45) * np.clip(u, 0.0, 1.0) ** 2)
     )
     sdf = np.maximum(np.abs(qy[:, sl[0], sl[1]] - curve) - th * 0.5, np.abs(outer) - F32(bl))
-    paint(albedo[:, sl[0], sl[1]], coverage(sdf, inv_aa) * front[:, sl[0], sl[1]], look.brow)
+    paint(albedo[:, :, sl[0], sl[1]], coverage(sdf, inv_aa) * front[:, sl[0], sl[1]], look.brow)
 
 
 def _paint_mouth(albedo, qx, qy, front, hf, grid, look: Look, ctl: Controls, window):
@@ -164,14 +164,14 @@ def _paint_mouth(albedo, qx, qy, front, hf, grid, look: Look, ctl: Controls, win
             F32(0.016),
         )
         a = coverage(shadow, inv_aa * F32(0.25)) * F32(0.2) * front[:, sl[0], sl[1]]
-        paint(albedo[:, sl[0], sl[1]], a, look.skin_shadow)
+        paint(albedo[:, :, sl[0], sl[1]], a, look.skin_shadow)
     sl = window(0.0, my - 0.06, mw * 1.6 + 0.09)
     if sl is None:
         return
     x = qx[:, sl[0], sl[1]]
     y = qy[:, sl[0], sl[1]] - F32(my)
     fr = front[:, sl[0], sl[1]]
-    dst = albedo[:, sl[0], sl[1]]
+    dst = albedo[:, :, sl[0], sl[1]]
     jaw, spread, rnd = _col(ctl.jaw), _col(ctl.spread), _col(ctl.round)
     hw = F32(mw) * (F32(1.0) + F32(0.28) * spread - F32(0.35) * rnd)
     u = x / hw
@@ -184,13 +184,13 @@ def _paint_mouth(albedo, qx, qy, front, hf, grid, look: Look, ctl: Controls, win
     lip_t = np.where(y > centre, F32(ul), F32(ll))
     lips = ellipse_sdf(x, y - centre, hw + F32(0.008), half + lip_t)
     lip_shade = F32(0.92) + F32(0.16) * np.clip((centre - y) / (half + F32(ll)), 0.0, 1.0)
-    paint(dst, coverage(lips, inv_aa) * fr, look.lip * lip_shade[..., None])
+    paint(dst, coverage(lips, inv_aa) * fr, shaded(look.lip, lip_shade))
     # Opening: a narrower ellipse; rounding makes it an O, spreading a wide slit.
     hw_open = hw * (F32(0.9) - F32(0.25) * rnd)
     mouth = ellipse_sdf(x, y - centre, hw_open, half)
     a_open = coverage(mouth, inv_aa) * fr
-    inside = np.empty(dst.shape, F32)
-    inside[...] = CAVITY
+    inside = np.empty((3,) + y.shape, F32)
+    inside[...] = CAVITY.reshape(3, 1, 1, 1)
     teeth_h = F32(0.022) * (F32(0.7) + F32(0.3) * spread)
     top_y = F32(0.0) - F32(0.003)
     paint(inside, coverage(top_y - teeth_h - y, inv_aa), TEETH)
@@ -199,8 +199,8 @@ def _paint_mouth(albedo, qx, qy, front, hf, grid, look: Look, ctl: Controls, win
     tongue = ellipse_sdf(x, y - (bottom_y + F32(0.01)), hw_open * F32(0.6), F32(0.03))
     paint(inside, coverage(tongue, inv_aa), TONGUE)
     # A nearly closed mouth reads as a dark seam between the lips, not as teeth.
-    seam = np.clip(jaw * 8.0, 0.0, 1.0)[..., None]
-    inside = inside * seam + (look.lip * F32(0.45)) * (F32(1.0) - seam)
+    seam = np.clip(jaw * 8.0, 0.0, 1.0)
+    inside = inside * seam + shaded(look.lip * F32(0.45), F32(1.0) - seam)
     paint(dst, a_open, inside)
 
 

@@ -14,7 +14,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lpm_npc.synth.raster import F32, Grid, Window, coverage, lambert, paint, ray_ellipsoid
+from lpm_npc.synth.raster import (
+    F32,
+    Grid,
+    Window,
+    coverage,
+    lambert,
+    paint,
+    ray_ellipsoid,
+    shaded,
+)
 from lpm_npc.synth.render_controls import Controls
 from lpm_npc.synth.render_face import paint_face, paint_glasses
 from lpm_npc.synth.render_look import Look
@@ -92,16 +101,16 @@ def _rotation(ctl: Controls) -> np.ndarray:
 
 
 def head_frame(grid: Grid, look: Look, ctl: Controls) -> HeadFrame | None:
-    rx, ry, rz = look.skull
-    hs = look.hair_shape
-    reach = max(rx, ry) * max(1.0, hs.volume) * (1.12 if hs.curls else 1.0) + 0.1
-    if look.spec.hat == "brim":
-        reach = max(reach, rx * 1.75)
+    # Reach of everything on the head (hair, ears, hats) from its centre, rotated by roll.
+    half_x, up, down = _extent(look)
+    roll = np.abs(ctl.roll)
+    c, s = np.cos(roll), np.sin(roll)
+    reach_x = float((half_x * c + max(up, down) * s).max())
     win = grid.window(
-        float(ctl.head_x.min()) - reach,
-        float(ctl.head_x.max()) + reach,
-        float(ctl.head_y.min()) - reach * (1.0 + JAW_STRETCH),
-        float(ctl.head_y.max()) + reach,
+        float(ctl.head_x.min()) - reach_x,
+        float(ctl.head_x.max()) + reach_x,
+        float((ctl.head_y - down * c - half_x * s).min()),
+        float((ctl.head_y + up * c + half_x * s).max()),
     )
     if win.empty:
         return None
@@ -112,7 +121,8 @@ def head_frame(grid: Grid, look: Look, ctl: Controls) -> HeadFrame | None:
     yr = cr * dy - sr * dx
     ym = F32(look.mouth_y)
     stretch = _col(1.0 + JAW_STRETCH * ctl.jaw)
-    yw = np.where(yr < ym, ym + (yr - ym) / stretch, yr)
+    # Below the lip line the face stretches down with the jaw (a min() instead of a slow where()).
+    yw = yr + np.clip(yr - ym, None, F32(0.0)) * (F32(1.0) / stretch - F32(1.0))
     xw = xr / _width_warp(yw, look)
     rot = _rotation(ctl)
     m = [[_col(rot[:, i, j]) for j in range(3)] for i in range(3)]
@@ -123,6 +133,24 @@ def head_frame(grid: Grid, look: Look, ctl: Controls) -> HeadFrame | None:
     return HeadFrame(
         win=win, q0=q0, d=d, light=light, rot=rot, inv_aa=F32(1.0) / grid.pixel, pixel=grid.pixel
     )
+
+
+def _extent(look: Look) -> tuple[float, float, float]:
+    """Half width, reach above and reach below the head centre of every head part, world units."""
+    rx, ry, rz = look.skull
+    hs = look.hair_shape
+    vol = max(1.0, hs.volume) * (1.1 if hs.curls else 1.0)
+    half_x = max(rx, rz) * vol + 0.03
+    half_x = max(half_x, rx * 0.9 + look.ear_radii[0] + 0.03)
+    up = ry * vol + hs.lift + 0.03
+    if look.spec.hat != "none":
+        up += 0.07
+        half_x = max(half_x, rx * (1.75 if look.spec.hat == "brim" else 1.15))
+    if hs.bun:
+        up = max(up, ry * 0.72 + 0.17)
+        half_x = max(half_x, rz * 0.6 + 0.17)
+    down = ry * (1.0 + JAW_STRETCH) + 0.03
+    return half_x, up, down
 
 
 def _sub(arrays, sl):
@@ -142,27 +170,34 @@ def _hairline(nx, ny, nz, look: Look):
     return line
 
 
-def _hair_colour(nx, ny, nz, look: Look, shade: np.ndarray, inner: bool = False) -> np.ndarray:
+def _in_front(t: np.ndarray, zbuf: np.ndarray) -> np.ndarray:
+    """1 where depth t is nearer than the depth buffer, else 0 (float, avoids bool casts)."""
+    return np.clip((t - zbuf) * F32(1e4), F32(0.0), F32(1.0))
+
+
+def _hair_colour(nx, ny, nz, look: Look, shade: np.ndarray) -> np.ndarray:
     hs = look.hair_shape
     if hs.curls:
         texture = F32(0.8) + F32(0.2) * np.sin(nx * 38.0) * np.sin(ny * 38.0 + nz * 20.0)
     else:
         # Strands run from the crown down: stripes in the angle around the vertical axis.
-        texture = F32(0.88) + F32(0.12) * np.sin(nx * 36.0 / (1.3 - ny * 0.3))
-    sheen = F32(0.22) * np.exp(-(((ny - 0.55) * 5.0) ** 2)) * shade
-    base = look.hair_dark if inner else look.hair
-    colour = base * (shade * texture)[..., None] + sheen[..., None]
+        texture = F32(0.88) + F32(0.12) * np.sin(nx * F32(36.0) / (F32(1.3) - ny * F32(0.3)))
+    # A soft highlight band across the crown (a parabola: cheaper than a Gaussian).
+    sheen = np.clip(F32(1.0) - ((ny - F32(0.55)) * F32(3.5)) ** 2, F32(0.0), None)
+    sheen *= shade
+    sheen *= F32(0.2)
+    colour = shaded(look.hair, shade * texture) + sheen
     if hs.stubble:
-        colour = colour * (1.0 - hs.stubble) + look.skin * shade[..., None] * hs.stubble
+        colour = colour * (1.0 - hs.stubble) + shaded(look.skin, shade * hs.stubble)
     return colour
 
 
 def paint_head(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> None:
-    """Draw head, face, hair, hats and accessories onto `canvas` (G, S, S, 3) in place."""
+    """Draw head, face, hair, hats and accessories onto the planar `canvas` (3, G, S, S)."""
     hf = head_frame(grid, look, ctl)
     if hf is None:
         return
-    region = canvas[:, hf.win.rows, hf.win.cols]
+    region = canvas[:, :, hf.win.rows, hf.win.cols]
     zbuf = np.full(hf.q0[0].shape, -np.inf, F32)
     rx, ry, rz = look.skull
     hs = look.hair_shape
@@ -180,23 +215,18 @@ def paint_head(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> Non
             1.0,
         )
         cover_b = hair_hit.cover * keep_b
-        shade_b = F32(0.55) + F32(0.15) * hair_hit.by
-        paint(
-            region,
-            cover_b,
-            _hair_colour(hair_hit.bx, hair_hit.by, hair_hit.bz, look, shade_b, inner=True),
-        )
+        paint(region, cover_b, shaded(look.hair_dark, F32(0.7) + F32(0.2) * hair_hit.by))
         np.copyto(zbuf, hair_hit.t_back, where=cover_b > 0.5)
 
     # Skull and face.
     skull = ray_ellipsoid(hf.q0, hf.d, (0.0, 0.0, 0.0), look.skull, hf.inv_aa)
     qx, qy, qz = skull.nx * F32(rx), skull.ny * F32(ry), skull.nz * F32(rz)
     shade = lambert(skull.nx / rx, skull.ny / ry, skull.nz / rz, hf.light, 0.5)
-    albedo = np.empty(qx.shape + (3,), F32)
-    albedo[...] = look.skin
+    albedo = np.empty((3,) + qx.shape, F32)
+    albedo[...] = look.skin.reshape(3, 1, 1, 1)
     paint_face(albedo, qx, qy, qz, hf, grid, look, ctl)
-    skin_colour = albedo * shade[..., None]
-    alpha = skull.cover * (skull.t > zbuf)
+    skin_colour = albedo * shade
+    alpha = skull.cover * _in_front(skull.t, zbuf)
     paint(region, alpha, skin_colour)
     np.copyto(zbuf, skull.t, where=alpha > 0.5)
 
@@ -209,12 +239,12 @@ def paint_head(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> Non
             continue
         ear = ray_ellipsoid(_sub(hf.q0, sl), hf.d, centre, look.ear_radii, hf.inv_aa)
         z = zbuf[:, sl[0], sl[1]]
-        a = ear.cover * (ear.t > z)
+        a = ear.cover * _in_front(ear.t, z)
         e_shade = lambert(ear.nx / erx, ear.ny / ery, ear.nz / erz, hf.light, 0.5)
         bowl = (ear.nz * F32(0.8)) ** 2 + (ear.ny * F32(0.7)) ** 2
         inner = np.clip((0.45 - bowl) * 4.0, 0.0, 1.0) * np.clip(ear.nx * side * 3.0, 0.0, 1.0)
-        colour = look.skin * (e_shade * (1.0 - 0.3 * inner))[..., None]
-        paint(region[:, sl[0], sl[1]], a, colour)
+        colour = shaded(look.skin, e_shade * (1.0 - 0.3 * inner))
+        paint(region[:, :, sl[0], sl[1]], a, colour)
         np.copyto(z, ear.t, where=a > 0.5)
 
     nrx, nry, nrz = look.nose_radii
@@ -224,12 +254,12 @@ def paint_head(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> Non
     if sl is not None:
         nose = ray_ellipsoid(_sub(hf.q0, sl), hf.d, nose_c, look.nose_radii, hf.inv_aa)
         z = zbuf[:, sl[0], sl[1]]
-        a = nose.cover * (nose.t > z)
+        a = nose.cover * _in_front(nose.t, z)
         n_shade = lambert(nose.nx / nrx, nose.ny / nry, nose.nz / nrz, hf.light, 0.5)
         nostril = ((np.abs(nose.nx) - 0.42) / 0.22) ** 2 + ((nose.ny + 0.6) / 0.24) ** 2
         dark = np.clip((1.0 - nostril) * 2.0, 0.0, 1.0) * (nose.nz > 0.0)
-        colour = look.skin * (n_shade * (1.0 - 0.55 * dark))[..., None]
-        paint(region[:, sl[0], sl[1]], a, colour)
+        colour = shaded(look.skin, n_shade * (1.0 - 0.55 * dark))
+        paint(region[:, :, sl[0], sl[1]], a, colour)
         np.copyto(z, nose.t, where=a > 0.5)
 
     # Hair shell (front side), then the bun.
@@ -245,7 +275,7 @@ def paint_head(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> Non
         if hs.curls:
             bumps = np.sin(hair_hit.nx * 19.0) * np.sin(hair_hit.ny * 17.0 + hair_hit.nz * 9.0)
             cover = coverage(hair_hit.sdf + F32(0.018) * bumps, hf.inv_aa)
-        a = cover * keep * (hair_hit.t > zbuf)
+        a = cover * keep * _in_front(hair_hit.t, zbuf)
         h_shade = lambert(
             hair_hit.nx / shell[0], hair_hit.ny / shell[1], hair_hit.nz / shell[2], hf.light, 0.45
         )
@@ -258,10 +288,10 @@ def paint_head(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> Non
         if sl is not None:
             bun = ray_ellipsoid(_sub(hf.q0, sl), hf.d, centre, radii, hf.inv_aa)
             z = zbuf[:, sl[0], sl[1]]
-            a = bun.cover * (bun.t > z)
+            a = bun.cover * _in_front(bun.t, z)
             b_shade = lambert(bun.nx, bun.ny, bun.nz, hf.light, 0.45)
             swirl = F32(0.85) + F32(0.15) * np.sin((bun.nx * bun.nx + bun.ny * bun.ny) * 30.0)
-            paint(region[:, sl[0], sl[1]], a, look.hair * (b_shade * swirl)[..., None])
+            paint(region[:, :, sl[0], sl[1]], a, shaded(look.hair, b_shade * swirl))
             np.copyto(z, bun.t, where=a > 0.5)
 
     _paint_hat(region, zbuf, hf, look)
@@ -287,15 +317,15 @@ def _paint_hat(region: np.ndarray, zbuf: np.ndarray, hf: HeadFrame, look: Look) 
     for centre, radii, keep_above, band in parts:
         hit = ray_ellipsoid(hf.q0, hf.d, centre, radii, hf.inv_aa)
         keep = np.clip((hit.ny - keep_above) * (radii[1] * hf.inv_aa) + 0.5, 0.0, 1.0)
-        a = hit.cover * keep * (hit.t > zbuf)
+        a = hit.cover * keep * _in_front(hit.t, zbuf)
         shade = lambert(hit.nx / radii[0], hit.ny / radii[1], hit.nz / radii[2], hf.light, 0.5)
         rib = F32(1.0)
         if kind == "beanie":
-            rib = F32(0.9) + F32(0.1) * np.sin(np.arctan2(hit.nx, hit.nz) * 24.0)
-        colour = look.hat * (shade * rib)[..., None]
+            rib = F32(0.9) + F32(0.1) * np.sin(hit.nx * F32(30.0))
+        colour = shaded(look.hat, shade * rib)
         if band > -1.0:
             in_band = np.clip((band - hit.ny) * (radii[1] * hf.inv_aa) + 0.5, 0.0, 1.0)
-            paint(colour, in_band, look.accent * shade[..., None])
+            paint(colour, in_band, shaded(look.accent, shade))
         paint(region, a, colour)
         np.copyto(zbuf, hit.t, where=a > 0.5)
 
@@ -329,4 +359,4 @@ def _paint_earrings(
             sdf = np.abs(np.sqrt(px * px + (py + F32(r)) ** 2) - F32(r)) - F32(0.007)
         a = coverage(sdf, hf.inv_aa) * _col(visible)
         shine = F32(0.8) + F32(0.4) * np.clip((py - px) * 20.0, 0.0, 1.0)
-        paint(canvas[:, win.rows, win.cols], a, gold * shine[..., None])
+        paint(canvas[:, :, win.rows, win.cols], a, shaded(gold, shine))
