@@ -64,3 +64,22 @@ def test_conversation_rejects_bad_size(tmp_path, capsys):
     argv = ["synth", "conversation", "--seconds", "1", "--size", "63", "--out", str(tmp_path)]
     assert cli.main(argv) == 2
     assert "size" in capsys.readouterr().err
+
+
+def test_conversation_uses_the_designer_sheet_seed(tmp_path, capsys):
+    from lpm_npc.synth.character import CharacterSpec
+    from lpm_npc.synth.render import render_frames
+    from lpm_npc.synth.sheet import render_sheet, write_sheet
+
+    sheet_dir = write_sheet(render_sheet(CharacterSpec.from_seed(42), 64), tmp_path / "sheet")
+    out = tmp_path / "clip"
+    argv = ["synth", "conversation", "--seed", "3", "--seconds", "1", "--size", "64"]
+    assert cli.main([*argv, "--character", str(sheet_dir), "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["character_seed"] == 42
+    assert json.loads((out / "script.json").read_text())["character_seed"] == 42
+    with np.load(out / "motion.npz") as data:
+        motion = Motion.from_arrays(dict(data))
+    frames, _ = read_mp4(out / "video.mp4")
+    expected = render_frames(CharacterSpec.from_seed(42), motion, 64).astype(float)
+    other = render_frames(CharacterSpec.from_seed(3), motion, 64).astype(float)
+    assert np.abs(frames - expected).mean() < 0.5 * np.abs(frames - other).mean()

@@ -61,7 +61,7 @@ def _register_conversation(group: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="conversation (and default character) seed")
     p.add_argument("--seconds", type=float, default=10.0, help="clip length, s (0.5..3600)")
-    p.add_argument("--size", type=int, default=128, help="frame side, px (even, 32..1024)")
+    p.add_argument("--size", type=int, default=128, help="frame side, px (even, 64..512)")
     p.add_argument(
         "--character", default=None, help="designer sheet folder; its seed picks the look"
     )

@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 CLIP_FILES = ("speak.wav", "listen.wav", "motion.npz", "script.json", "video.mp4")
 _RENDER_CHUNK = 48  # frames rendered per call: bounds memory and drives the progress bar
-MIN_SIZE, MAX_SIZE = 32, 1024
 
 
 @dataclass(frozen=True)
@@ -148,6 +147,8 @@ def make_conversation_clip(
     progress: bool = False,
 ) -> ClipSummary:
     """Direct, render and write one conversation clip (see the module docstring)."""
+    from lpm_npc.synth.render import MAX_SIZE, MIN_SIZE
+
     if not MIN_SIZE <= size <= MAX_SIZE or size % 2:
         raise ValueError(f"size must be an even number in [{MIN_SIZE}, {MAX_SIZE}], got {size}")
     spec, character_seed, sheet_name = resolve_character(seed, character_dir)

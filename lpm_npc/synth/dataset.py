@@ -150,8 +150,12 @@ class ClipDataset(Dataset):
         """
         if n_frames < 4 or n_frames % 4:
             raise ValueError(f"n_frames must be a positive multiple of 4, got {n_frames}")
-        if not 32 <= size <= 1024 or size % 8:
-            raise ValueError(f"size must be a multiple of 8 in [32, 1024], got {size}")
+        from lpm_npc.synth.render import MAX_SIZE, MIN_SIZE
+
+        if not MIN_SIZE <= size <= MAX_SIZE or size % 8:
+            raise ValueError(
+                f"size must be a multiple of 8 in [{MIN_SIZE}, {MAX_SIZE}], got {size}"
+            )
         if length < 1:
             raise ValueError(f"length must be >= 1, got {length}")
         if conversations_per_character < 1:
