@@ -49,6 +49,12 @@ FRAME_MIX_LEVELS = 2  # lowest-resolution video-rate levels that get a causal te
 LOGVAR_RANGE = (-30.0, 20.0)  # clamp of the posterior log-variance (keeps exp() finite)
 
 
+def _act(x: Tensor) -> Tensor:
+    # ReLU, not SiLU: on CPU it is ~8x cheaper per element, and at 64x64 x 4 frames the
+    # activations are a tenth of the decoder's time (TAESD-style tiny decoders use ReLU too).
+    return F.relu(x)
+
+
 class CausalTemporalConv(nn.Module):
     """Kernel-k temporal conv (1x1 spatially) that reads only the current and past frames.
 
@@ -86,7 +92,7 @@ class CausalTemporalConv(nn.Module):
 
 
 class TemporalMix(nn.Module):
-    """Residual causal temporal mixing: x + tconv(silu(x)); starts as the identity."""
+    """Residual causal temporal mixing: x + tconv(relu(x)); starts as the identity."""
 
     def __init__(self, channels: int, kernel: int, slot: int, scale: int) -> None:
         super().__init__()
@@ -96,7 +102,7 @@ class TemporalMix(nn.Module):
         nn.init.zeros_(self.conv.proj.bias)
 
     def forward(self, x: Tensor, frames: int, states: list[Tensor] | None) -> Tensor:
-        return x + self.conv(F.silu(x), frames, states)
+        return x + self.conv(_act(x), frames, states)
 
 
 class ResBlock(nn.Module):
@@ -110,7 +116,7 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.conv2.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
+        return x + self.conv2(_act(self.conv1(_act(x))))
 
 
 def _levels(cfg: ModelConfig) -> int:
@@ -152,7 +158,7 @@ class _Encoder(nn.Module):
         """(B*T, 3, H, W) channels-last -> (B*Tl, 2C, h, w)."""
         x = self.stem(frames_x)
         for i, (down, block) in enumerate(zip(self.downs, self.blocks)):
-            x = down(F.silu(x))
+            x = down(_act(x))
             if i >= self.first_mix:
                 x = self.mixes[i - self.first_mix](x, frames, None)
             x = block(x)
@@ -164,7 +170,7 @@ class _Encoder(nn.Module):
         x = self.latent_mix(x, tl, None)
         for block in self.latent_blocks:
             x = block(x)
-        return self.out(F.silu(x))
+        return self.out(_act(x))
 
 
 class _Decoder(nn.Module):
@@ -202,7 +208,7 @@ class _Decoder(nn.Module):
         x = self.latent_mix(x, latent_frames, states)
         for block in self.latent_blocks:
             x = block(x)
-        x = self.unfold(F.silu(x))
+        x = self.unfold(_act(x))
         n, _, h, w = x.shape
         s = self.stride_t
         x = x.permute(0, 2, 3, 1).reshape(n, h, w, s, -1).permute(0, 3, 1, 2, 4)
@@ -214,7 +220,7 @@ class _Decoder(nn.Module):
             x = block(x)
             if i < len(self.ups):
                 x = self.ups[i](x)
-        return F.pixel_shuffle(self.out(F.silu(x)), 2)
+        return self.out(_act(x))  # (B*T, 3*4, H/2, W/2): sub-pixel output, see _decode_raw
 
 
 @dataclass(frozen=True)
@@ -314,9 +320,13 @@ class VideoVAE(nn.Module):
         b, c, tl, h, w = raw.shape
         z = raw.permute(0, 2, 1, 3, 4).reshape(b * tl, c, h, w)
         z = z.to(self.decoder.inp.weight.dtype).contiguous(memory_format=_CL)
-        frames = self.decoder(z, tl, states)  # (B*T, 3, H, W)
+        sub = self.decoder(z, tl, states)  # (B*T, 3*2*2, H/2, W/2) channels-last
         t = tl * self.cfg.temporal_stride
-        return frames.reshape(b, t, 3, *frames.shape[2:]).permute(0, 2, 1, 3, 4).contiguous()
+        hh, ww = sub.shape[2:]
+        # Pixel shuffle and (B*T, ...) -> (B, 3, T, H, W) in one copy; channel 4*c + 2*i + j is
+        # colour c at sub-pixel (i, j), the layout of F.pixel_shuffle.
+        sub = sub.permute(0, 2, 3, 1).reshape(b, t, hh, ww, 3, 2, 2)
+        return sub.permute(0, 4, 1, 2, 5, 3, 6).reshape(b, 3, t, 2 * hh, 2 * ww)
 
     def decode(self, latents: Tensor) -> Tensor:
         """Normalised latents (B, C, Tl, h, w) -> video (B, 3, 4*Tl, H, W), unclamped."""
