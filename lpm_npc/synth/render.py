@@ -34,9 +34,11 @@ def _check_size(size: int) -> int:
 
 
 def _render_group(look: Look, ctl: Controls, size: int, zoom: float) -> np.ndarray:
-    grid = Grid(size, zoom * BASE_ZOOM, CAMERA_Y)
+    # Close-ups (zoom > 1) also move the camera up towards the face.
+    camera_y = CAMERA_Y + 0.3 * min(max(zoom - 1.0, 0.0), 1.0)
+    grid = Grid(size, zoom * BASE_ZOOM, camera_y)
     canvas = np.empty((3, ctl.n_frames, size, size), np.float32)  # planar RGB
-    canvas[...] = background(look.spec, size, zoom * BASE_ZOOM, CAMERA_Y)[:, None]
+    canvas[...] = background(look.spec, size, zoom * BASE_ZOOM, camera_y)[:, None]
     hair_in_front_of_torso = bool(np.cos(ctl.yaw).min() < -0.1)  # seen from behind
     if not hair_in_front_of_torso:
         paint_back_hair(canvas, grid, look, ctl)
@@ -114,3 +116,77 @@ def render_still(
     if not -2.0 <= zoom <= 2.0 or zoom < 0.25:
         raise ValueError(f"zoom = {zoom}; allowed 0.25 .. 2.0")
     return render_controls(spec, ctl, size, zoom)[0]
+
+
+def sample_motion(n_frames: int, seed: int = 0) -> Motion:
+    """Varied, smooth motion for benchmarks and tests: speech-like jaw and lips, blinks, head
+    turns and nods, gaze shifts, sway, breathing and drifting expression blends."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_frames, dtype=np.float64) / 24.0
+
+    def wave(amplitude: float, low: float, high: float) -> np.ndarray:
+        f = rng.uniform(low, high, 3)
+        p = rng.uniform(0, 2 * np.pi, 3)
+        return amplitude * np.sin(2 * np.pi * f[:, None] * t + p[:, None]).mean(0) * 1.6
+
+    m = Motion.neutral(n_frames)
+    syllables = np.clip(np.sin(2 * np.pi * 4.2 * t + rng.uniform(0, 6)), 0, None)
+    m.jaw_open[:] = np.clip(syllables * (0.5 + wave(0.5, 0.2, 0.6)), 0, 1)
+    m.lip_round[:] = np.clip(wave(0.6, 0.3, 1.2), 0, 1)
+    m.lip_spread[:] = np.clip(wave(0.6, 0.3, 1.2), 0, 1)
+    blink = np.zeros(n_frames)
+    for start in range(int(rng.integers(0, 30)), n_frames, int(rng.integers(50, 90))):
+        blink[start : start + 4] = (1.0, 1.0, 0.6, 0.2)[: len(blink[start : start + 4])]
+    m.blink_left[:] = blink
+    m.blink_right[:] = blink
+    m.brow_raise[:] = np.clip(wave(0.7, 0.1, 0.5), 0, 1)
+    m.brow_furrow[:] = np.clip(wave(0.6, 0.1, 0.4), 0, 1)
+    m.head_yaw[:] = wave(45.0, 0.05, 0.3)
+    m.head_pitch[:] = wave(12.0, 0.1, 0.6)
+    m.head_roll[:] = wave(10.0, 0.05, 0.3)
+    m.gaze_x[:] = np.clip(wave(0.8, 0.1, 0.5), -1, 1)
+    m.gaze_y[:] = np.clip(wave(0.6, 0.1, 0.5), -1, 1)
+    m.torso_sway[:] = np.clip(wave(0.8, 0.05, 0.2), -1, 1)
+    m.breath[:] = 0.5 + 0.5 * np.sin(2 * np.pi * 0.25 * t)
+    weights = np.clip(rng.normal(0, 1, (3, len(EXPRESSIONS))), 0, None)
+    phase = (
+        np.clip(
+            np.stack([1 - t / t[-1] * 2, 1 - np.abs(t / t[-1] * 2 - 1), t / t[-1] * 2 - 1]), 0, 1
+        )
+        if n_frames > 1
+        else np.ones((3, 1))
+    )
+    m.expression[:] = np.clip(phase.T @ weights, 0, 1)
+    m.expression[:, 0] = np.clip(1.0 - m.expression[:, 1:].sum(1), 0, 1)
+    return m.clamp()
+
+
+def benchmark(size: int = 128, n_frames: int = 96, n_characters: int = 4) -> dict[str, float]:
+    """Frames per second of `render_frames` on this thread, over varied motion and characters.
+
+    `frames_per_s` divides by the process's CPU time (one core's throughput, robust to other jobs
+    sharing the machine); `wall_frames_per_s` divides by elapsed time. Numpy elementwise ufuncs are
+    single-threaded, so the renderer uses one core.
+    """
+    import time
+
+    size = _check_size(size)
+    if n_frames < 1 or n_characters < 1:
+        raise ValueError("frames and characters must be >= 1")
+    specs = [CharacterSpec.from_seed(1000 + i) for i in range(n_characters)]
+    motions = [sample_motion(n_frames, seed=i) for i in range(n_characters)]
+    for spec in specs:  # warm the per-character caches (background), as training would
+        render_frames(spec, motions[0].slice(0, 1), size)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for spec, motion in zip(specs, motions):
+        render_frames(spec, motion, size)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    total = n_frames * n_characters
+    return {
+        "frames_per_s": round(total / max(cpu, 1e-9), 1),
+        "wall_frames_per_s": round(total / max(wall, 1e-9), 1),
+        "size": size,
+        "frames": total,
+        "characters": n_characters,
+        "threads": 1,
+    }

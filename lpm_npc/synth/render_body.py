@@ -155,7 +155,7 @@ def paint_torso(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> No
     t_shade = F32(0.8) + F32(0.2) * u * light_x - F32(0.12) * np.clip((sy - y) * 0.8, 0.0, 1.0)
     # Shadow the head and neck cast on the chest.
     t_shade = t_shade * (
-        F32(1.0) - F32(0.18) * coverage(ellipse_sdf(x - neck_x, y - sy, 0.22, 0.12), inv_aa * 0.15)
+        F32(1.0) - F32(0.18) * coverage(ellipse_sdf(x - neck_x, y - sy, 0.22, 0.12), F32(1.0 / 0.1))
     )
     cloth = np.empty((3, g, win.y.shape[1], win.x.shape[2]), F32)
     cloth[...] = look.cloth.reshape(3, 1, 1, 1)

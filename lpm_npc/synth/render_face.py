@@ -66,7 +66,7 @@ def paint_face(
         lift = _col(ctl.cheek) * F32(0.02)
         soft = ellipse_sdf(x - F32(cx), y - (F32(cy) + lift), F32(0.075), F32(0.05))
         strength = F32(look.spec.blush * 0.6) + _col(ctl.cheek) * F32(0.12)
-        a = coverage(soft, inv_aa * F32(0.12)) * strength * front[:, sl[0], sl[1]]
+        a = coverage(soft, F32(1.0 / 0.05)) * strength * front[:, sl[0], sl[1]]
         paint(albedo[:, :, sl[0], sl[1]], a, BLUSH)
 
     _paint_mouth(albedo, qx, qy, front, hf, grid, look, ctl, window)
@@ -92,8 +92,10 @@ def _paint_eye(albedo, qx, qy, front, inv_aa, look: Look, ctl: Controls, side: f
     bottom = -F32(el) * t * (F32(1.0) - F32(0.6) * squint)
     top_open = F32(eu) * t
     top = bottom + (top_open - bottom) * opening  # closing = upper lid meets the lower lid
-    open_sdf = np.maximum(y - top, bottom - y)
-    a_open = coverage(open_sdf, inv_aa) * fr
+    open_sdf = np.maximum(np.maximum(y - top, bottom - y), np.abs(x) - F32(ew))
+    # A lid gap thinner than a pixel covers only that fraction of it (a closed eye shows no white).
+    gap = np.clip((top - bottom) * inv_aa, F32(0.0), F32(1.0))
+    a_open = coverage(open_sdf, inv_aa) * gap * fr
     # Lid crease above the open eye (the lid skin grows as the eye closes).
     crease = np.maximum(np.abs(y - top_open - F32(0.016)) - F32(0.003), np.abs(x) - F32(ew * 0.9))
     paint(dst, coverage(crease, inv_aa) * fr * F32(0.25), look.skin_shadow)
@@ -163,7 +165,7 @@ def _paint_mouth(albedo, qx, qy, front, hf, grid, look: Look, ctl: Controls, win
             F32(0.05),
             F32(0.016),
         )
-        a = coverage(shadow, inv_aa * F32(0.25)) * F32(0.2) * front[:, sl[0], sl[1]]
+        a = coverage(shadow, F32(1.0 / 0.025)) * F32(0.2) * front[:, sl[0], sl[1]]
         paint(albedo[:, :, sl[0], sl[1]], a, look.skin_shadow)
     sl = window(0.0, my - 0.06, mw * 1.6 + 0.09)
     if sl is None:
@@ -173,15 +175,18 @@ def _paint_mouth(albedo, qx, qy, front, hf, grid, look: Look, ctl: Controls, win
     fr = front[:, sl[0], sl[1]]
     dst = albedo[:, :, sl[0], sl[1]]
     jaw, spread, rnd = _col(ctl.jaw), _col(ctl.spread), _col(ctl.round)
-    hw = F32(mw) * (F32(1.0) + F32(0.28) * spread - F32(0.35) * rnd)
+    hw = F32(mw) * (F32(1.0) + F32(0.4) * spread - F32(0.38) * rnd)
     u = x / hw
     lift = F32(0.032) * _col(ctl.smile) * u * u + F32(0.03) * _col(ctl.asym) * np.clip(u, 0, 1) ** 2
     y = y - lift
-    open_h = F32(0.12) * jaw * (F32(1.0) + F32(0.25) * rnd) + F32(0.006)
+    open_h = F32(0.14) * jaw * (F32(1.0) + F32(0.25) * rnd) + F32(0.006)
     centre = -open_h * F32(0.5)
     half = open_h * F32(0.5)
     # Lips: an ellipse around the opening, upper and lower lips with their own thickness.
-    lip_t = np.where(y > centre, F32(ul), F32(ll))
+    # Spread lips stretch thin; rounded lips pout thicker.
+    plump = F32(1.0) - F32(0.35) * spread + F32(0.45) * rnd
+    upper = (y > centre).astype(F32)
+    lip_t = (F32(ll) + F32(ul - ll) * upper) * plump
     lips = ellipse_sdf(x, y - centre, hw + F32(0.008), half + lip_t)
     lip_shade = F32(0.92) + F32(0.16) * np.clip((centre - y) / (half + F32(ll)), 0.0, 1.0)
     paint(dst, coverage(lips, inv_aa) * fr, shaded(look.lip, lip_shade))
@@ -224,7 +229,7 @@ def paint_glasses(
     ew, _, _, _ = look.eye
     ex, ey = look.eye_x, look.eye_y + 0.005
     rad = F32(ew * 1.3 + 0.008)
-    frame = np.array([0.08, 0.07, 0.08], F32) if kind != "round" else look.accent * F32(0.45)
+    frame = np.array([0.08, 0.07, 0.08], F32) if kind != "round" else look.accent * F32(0.3)
     visible = skull.cover * (zbuf <= skull.t + F32(0.01))
     x, y = qx, qy - F32(ey)
     lens = None
@@ -241,6 +246,10 @@ def paint_glasses(
     bridge = np.maximum(np.abs(y - F32(0.012)) - F32(0.006), np.abs(x) - F32(ex) + rad)
     arms = np.maximum(np.abs(y - F32(0.01)) - F32(0.006), F32(ex) + rad * F32(0.9) - np.abs(x))
     arms = np.maximum(arms, -qz - F32(0.05))  # temples run back to the ears
+    # Lenses and bridge sit on the front of the face only (the same local x, y recur at the back).
+    front = np.clip(qz * F32(20.0), F32(0.0), F32(1.0))
+    lens = lens + (F32(1.0) - front)
+    bridge = bridge + (F32(1.0) - front)
     rim = np.minimum(np.minimum(np.abs(lens) - F32(0.007), bridge), arms)
     if kind == "sun":
         paint(

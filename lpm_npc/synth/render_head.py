@@ -221,7 +221,7 @@ def paint_head(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> Non
     # Skull and face.
     skull = ray_ellipsoid(hf.q0, hf.d, (0.0, 0.0, 0.0), look.skull, hf.inv_aa)
     qx, qy, qz = skull.nx * F32(rx), skull.ny * F32(ry), skull.nz * F32(rz)
-    shade = lambert(skull.nx / rx, skull.ny / ry, skull.nz / rz, hf.light, 0.5)
+    shade = lambert(skull.nx / rx, skull.ny / ry, skull.nz / rz, hf.light, 0.62)
     albedo = np.empty((3,) + qx.shape, F32)
     albedo[...] = look.skin.reshape(3, 1, 1, 1)
     paint_face(albedo, qx, qy, qz, hf, grid, look, ctl)
@@ -240,7 +240,7 @@ def paint_head(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> Non
         ear = ray_ellipsoid(_sub(hf.q0, sl), hf.d, centre, look.ear_radii, hf.inv_aa)
         z = zbuf[:, sl[0], sl[1]]
         a = ear.cover * _in_front(ear.t, z)
-        e_shade = lambert(ear.nx / erx, ear.ny / ery, ear.nz / erz, hf.light, 0.5)
+        e_shade = lambert(ear.nx / erx, ear.ny / ery, ear.nz / erz, hf.light, 0.62)
         bowl = (ear.nz * F32(0.8)) ** 2 + (ear.ny * F32(0.7)) ** 2
         inner = np.clip((0.45 - bowl) * 4.0, 0.0, 1.0) * np.clip(ear.nx * side * 3.0, 0.0, 1.0)
         colour = shaded(look.skin, e_shade * (1.0 - 0.3 * inner))
@@ -255,7 +255,7 @@ def paint_head(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> Non
         nose = ray_ellipsoid(_sub(hf.q0, sl), hf.d, nose_c, look.nose_radii, hf.inv_aa)
         z = zbuf[:, sl[0], sl[1]]
         a = nose.cover * _in_front(nose.t, z)
-        n_shade = lambert(nose.nx / nrx, nose.ny / nry, nose.nz / nrz, hf.light, 0.5)
+        n_shade = lambert(nose.nx / nrx, nose.ny / nry, nose.nz / nrz, hf.light, 0.62)
         nostril = ((np.abs(nose.nx) - 0.42) / 0.22) ** 2 + ((nose.ny + 0.6) / 0.24) ** 2
         dark = np.clip((1.0 - nostril) * 2.0, 0.0, 1.0) * (nose.nz > 0.0)
         colour = shaded(look.skin, n_shade * (1.0 - 0.55 * dark))

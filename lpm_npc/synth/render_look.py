@@ -87,10 +87,10 @@ NOSES: dict[str, tuple[tuple[float, float, float], float]] = {
 
 # Lips: mouth half width, upper lip thickness, lower lip thickness.
 LIPS: dict[str, tuple[float, float, float]] = {
-    "thin": (0.115, 0.01, 0.013),
-    "full": (0.115, 0.02, 0.027),
-    "wide": (0.14, 0.014, 0.019),
-    "small": (0.095, 0.016, 0.02),
+    "thin": (0.13, 0.011, 0.014),
+    "full": (0.13, 0.021, 0.028),
+    "wide": (0.155, 0.015, 0.02),
+    "small": (0.11, 0.017, 0.021),
 }
 
 # Ears: radii (x, y, z), raise of the centre, pointed tip.
