@@ -85,17 +85,27 @@ def model_info(cfg: ModelConfig) -> dict:
     }
 
 
-def measure_matmul_gflops(dtype: torch.dtype, size: int = 512, seconds: float = 0.5) -> float:
-    """Peak-ish GFLOP/s of a square matmul in `dtype` on this machine, now."""
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
+def measure_matmul_gflops(
+    dtype: torch.dtype, device: str = "cpu", size: int | None = None, seconds: float = 0.5
+) -> float:
+    """Peak-ish GFLOP/s of a square matmul in `dtype` on `device`, measured now."""
+    size = size or (8192 if device.startswith("cuda") else 512)
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
     for _ in range(3):
         a @ b
+    _sync(device)
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         a @ b
         n += 1
+    _sync(device)
     return 2 * size**3 * n / (time.perf_counter() - start) / 1e9
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def _rss_mb() -> float:
@@ -109,6 +119,7 @@ class GeneratorBench:
     preset: str
     checkpoint: str  # directory, or "random" when no checkpoint was found
     dtype: str
+    device: str
     threads: int
     compiled: bool
     size: int
@@ -164,6 +175,7 @@ def bench_generator(
     dtype: str = "fp32",
     compile: bool = False,
     size: int | None = None,
+    device: str = "cpu",
     progress: bool = True,
 ) -> GeneratorBench:
     from torch.utils.flop_counter import FlopCounterMode
@@ -178,9 +190,14 @@ def bench_generator(
         torch.set_num_threads(threads)
     directory = checkpoint or default_checkpoint_dir()
     found = checkpoint_exists(Path(directory))
-    cfg, model = load_lpm(directory if found else None, allow_random=not found, preset=preset)
     torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
-    model = model.to(torch_dtype)
+    cfg, model = load_lpm(
+        directory if found else None,
+        allow_random=not found,
+        preset=preset,
+        device=device,
+        dtype=torch_dtype,
+    )
     generator = StreamingGenerator(cfg, model)
     if compile:
         generator.compile()
@@ -212,12 +229,13 @@ def bench_generator(
     rss_growth = _rss_mb() - rss0
     compute = float(np.sum(times))
     media = len(times) * per / SAMPLE_RATE
-    peak = measure_matmul_gflops(torch_dtype)
+    peak = measure_matmul_gflops(torch_dtype, device)
     achieved = step_flops * len(times) / compute / 1e9
     return GeneratorBench(
         preset=cfg.name,
         checkpoint=str(directory) if found else "random",
         dtype=dtype,
+        device=device,
         threads=torch.get_num_threads(),
         compiled=compile,
         size=state.size,

@@ -27,6 +27,7 @@ def register_generator(group: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--compile", action="store_true", help="torch.compile the DiT blocks")
     parser.add_argument("--size", type=int, default=None, help="output frame side, px")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run_generator)
 
@@ -47,6 +48,7 @@ def run_generator(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         compile=args.compile,
         size=args.size,
+        device=args.device,
         progress=sys.stderr.isatty(),
     )
     if result.checkpoint == "random":

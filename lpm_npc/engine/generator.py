@@ -41,7 +41,7 @@ from lpm_npc.model.backbone import to_x0
 from lpm_npc.model.caches import HistoryBatch, HistoryRing, ReferenceBatch
 from lpm_npc.model.conditioning import Conditioning
 from lpm_npc.model.flow import sampling_timesteps
-from lpm_npc.model.references import role_ids
+from lpm_npc.model.references import role_ids, select_references
 from lpm_npc.model.text import encode_prompt
 
 log = logging.getLogger(__name__)
@@ -93,10 +93,22 @@ class StreamingGenerator:
 
     # --- characters -----------------------------------------------------------------------------
     def prepare(self, sheet) -> PreparedCharacter:
-        """A ReferenceSheet -> its reference K/V (compute once per character version)."""
+        """A ReferenceSheet -> its reference K/V (compute once per character version). A sheet with
+        more than `max_references` images keeps the most useful ones (`select_references`)."""
         from lpm_npc.synth.sheet import sheet_to_array
 
         images, roles = sheet_to_array(sheet, self.cfg.image_size)
+        if len(roles) > self.cfg.max_references:
+            keep = select_references(list(roles), self.cfg.max_references)
+            dropped = [roles[i] for i in range(len(roles)) if i not in keep]
+            log.info(
+                "sheet %s: using %d of %d references; dropped %s",
+                sheet.name,
+                len(keep),
+                len(roles),
+                dropped,
+            )
+            images, roles = images[keep], [roles[i] for i in keep]
         return self.prepare_images(images, roles, name=sheet.name)
 
     @torch.inference_mode()

@@ -60,8 +60,11 @@ def load_lpm(
     allow_random: bool = False,
     preset: str = "tiny",
     device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
 ):
-    """-> (ModelConfig, LPM in eval mode). See the module docstring for the missing-file policy."""
+    """-> (ModelConfig, LPM in eval mode, parameters in `dtype` on `device`). See the module
+    docstring for the missing-file policy. Random weights are built directly on `device` in
+    `dtype` (so a 17B model never exists in fp32 on the host)."""
     from lpm_npc.model.lpm import LPM
 
     directory = Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint_dir()
@@ -72,10 +75,15 @@ def load_lpm(
             )
         log.warning("no checkpoint at %s; using random weights (preset %s)", directory, preset)
         cfg = ModelConfig.from_name(preset)
-        with torch.random.fork_rng(devices=[]):
+        previous = torch.get_default_dtype()
+        with torch.random.fork_rng(devices=[]), torch.device(device):
             torch.manual_seed(RANDOM_SEED)
-            model = LPM(cfg)
-        return cfg, model.to(device).eval()
+            torch.set_default_dtype(dtype)
+            try:
+                model = LPM(cfg)
+            finally:
+                torch.set_default_dtype(previous)
+        return cfg, model.to(device, dtype).eval()
     from safetensors.torch import load_file
 
     cfg = read_config(directory)
@@ -88,7 +96,7 @@ def load_lpm(
             f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
         )
     log.info("loaded %s (%s)", directory, cfg.name)
-    return cfg, model.to(device).eval()
+    return cfg, model.to(device, dtype).eval()
 
 
 def save_lpm(

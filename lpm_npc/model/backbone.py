@@ -31,9 +31,9 @@ This module knows nothing of sessions, audio buffers or pixels.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lpm_npc.config import ModelConfig
@@ -89,6 +89,8 @@ class DiT(nn.Module):
         self.head_modulation = nn.Parameter(torch.randn(2, dim) / dim**0.5)
         self.head = nn.Linear(dim, self.patch_dim)
         self.rope = Rope3D(cfg.head_dim, cfg.rope_theta)
+        # Rope tables depend only on shapes / ring phase: computed once, reused every chunk.
+        self._tables: dict[tuple, RopeTable] = {}
 
     # --- tokens -------------------------------------------------------------------------------
     def patchify(self, latents: Tensor) -> Tensor:
@@ -140,12 +142,39 @@ class DiT(nn.Module):
     def _positions(self, n_frames: int, t0: int, device: torch.device) -> Tensor:
         return token_positions(n_frames, *self.grid, t0=t0, device=device)
 
+    def _cached_table(self, key: tuple, positions: Callable[[], Tensor]) -> RopeTable:
+        if key not in self._tables:
+            if len(self._tables) > 256:  # many distinct batch compositions: start over
+                self._tables.clear()
+            self._tables[key] = self.rope.table(positions())
+        return self._tables[key]
+
+    def _current_table(self, n_frames: int, device: torch.device) -> RopeTable:
+        return self._cached_table(
+            ("current", n_frames, device), lambda: self._positions(n_frames, 0, device)
+        )
+
     def _reference_table(self, n_tokens: int, device: torch.device) -> RopeTable:
         """References: temporal L-1+offset ahead of the chunk, same spatial grid as the targets."""
         per_ref = self.grid[0] * self.grid[1]
         t_ref = self.cfg.chunk_latent_frames - 1 + self.cfg.reference_offset
-        pos = self._positions(1, t_ref, device).repeat(max(n_tokens // per_ref, 0), 1)
-        return self.rope.table(pos)
+        return self._cached_table(
+            ("reference", n_tokens, device),
+            lambda: self._positions(1, t_ref, device).repeat(max(n_tokens // per_ref, 0), 1),
+        )
+
+    def _history_table(self, chunks_back: Tensor, device: torch.device) -> RopeTable:
+        """History slot j chunks back sits at temporal -j*L + f, relative to the current chunk."""
+
+        def positions() -> Tensor:
+            local = self._positions(self.cfg.chunk_latent_frames, 0, device)  # (P_chunk, 3)
+            back = chunks_back.to(device)  # (B, S)
+            offsets = torch.zeros(*back.shape, 1, 3, dtype=torch.int64, device=device)
+            offsets[..., 0] = -back[..., None] * self.cfg.chunk_latent_frames
+            return (local[None, None] + offsets).flatten(1, 2)  # (B, S*P_chunk, 3)
+
+        key = ("history", tuple(chunks_back.flatten().tolist()), chunks_back.shape, device)
+        return self._cached_table(key, positions)
 
     # --- references ---------------------------------------------------------------------------
     def reference_kv(
@@ -216,15 +245,10 @@ class DiT(nn.Module):
         x = self.patch_embed(self.patchify(x_t).to(self.head.weight.dtype))  # (B, N, dim)
         emb, mod = self.time_modulation(t)
         text, text_bias, text_keep = self.text_context(cond)
-        current = self.rope.table(self._positions(n_frames, 0, device))
+        current = self._current_table(n_frames, device)
         hist_table = None
         if history is not None and history.tokens:
-            # History slot j chunks back sits at temporal -j*L + f (relative to this chunk).
-            local = self._positions(self.cfg.chunk_latent_frames, 0, device)  # (P_chunk, 3)
-            back = history.chunks_back().to(device)  # (B, S)
-            offsets = torch.zeros(b, back.shape[1], 1, 3, dtype=torch.int64, device=device)
-            offsets[..., 0] = -back[..., None] * self.cfg.chunk_latent_frames
-            hist_table = self.rope.table((local[None, None] + offsets).flatten(1, 2))
+            hist_table = self._history_table(history.chunks_back(), device)
         ref_table = self._reference_table(refs.tokens, device) if refs is not None else None
         ref_keep = cond.refs_keep
         pieces_bias = self._key_bias(refs, history, x.shape[1], b, ref_keep, x)
@@ -236,9 +260,11 @@ class DiT(nn.Module):
                     history.write(i, k, v)
                 ks, vs = [], []
                 if refs is not None and refs.tokens:
-                    rk, rv = refs.keys_values(i)
-                    ks.append(apply_rope(rk.to(k.dtype), ref_table))
-                    vs.append(rv.to(v.dtype))
+                    rk, rv = refs.prepared(
+                        i, lambda rk, rv: (apply_rope(rk.to(k.dtype), ref_table), rv.to(v.dtype))
+                    )
+                    ks.append(rk)
+                    vs.append(rv)
                 if hist_table is not None:
                     hk, hv = history.keys_values(i)
                     ks.append(apply_rope(hk.to(k.dtype), hist_table))
@@ -392,6 +418,3 @@ class Backbone(DiT):
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-__all__ = ["DiT", "Backbone", "to_x0", "timestep_features", "count_parameters", "F"]

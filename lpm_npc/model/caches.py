@@ -23,6 +23,7 @@ This module does no attention and knows nothing of rope tables; it only says whe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +67,16 @@ class ReferenceBatch:
         self.n_layers = len(caches[0].keys)
         self.tokens = max(c.n_tokens for c in caches)
         self._bias = _key_bias([c.n_tokens for c in caches], self.tokens, caches[0].keys[0])
+        self._prepared: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def prepared(
+        self, layer: int, prepare: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+    ) -> tuple[Tensor, Tensor]:
+        """`prepare(keys, values)` of `layer`, computed once per batch object: every backbone pass
+        of one step (denoising and noisy-history) reuses the same roped reference keys."""
+        if layer not in self._prepared:
+            self._prepared[layer] = prepare(*self.keys_values(layer))
+        return self._prepared[layer]
 
     def keys_values(self, layer: int) -> tuple[Tensor, Tensor]:
         """(B, H, Kr, D) un-roped keys and values of `layer`; short rows are zero-padded."""

@@ -16,8 +16,23 @@ from lpm_npc.synth.motion import EXPRESSIONS
 
 ROLES: tuple[str, ...] = ("global", "view", "expression")
 VIEW_LABELS: tuple[str, ...] = ("front", "left", "right", "back")
+GLOBAL_LABELS: tuple[str, ...] = ("scene",)
 # Index 0 = "no label" (a global reference may have none).
-LABELS: tuple[str, ...] = ("", *VIEW_LABELS, *EXPRESSIONS)
+LABELS: tuple[str, ...] = ("", *GLOBAL_LABELS, *VIEW_LABELS, *EXPRESSIONS)
+
+
+def select_references(roles: list[tuple[str, str]], limit: int) -> list[int]:
+    """Indices of the references to keep when a sheet has more than `limit`: the first global,
+    then views (front, left, right, back), then expressions in EXPRESSIONS order (neutral first),
+    then whatever remains, in sheet order. Returned in sheet order."""
+
+    def priority(index: int) -> tuple[int, int, int]:
+        role, label = roles[index]
+        rank = ROLES.index(role) if role in ROLES else len(ROLES)
+        order = LABELS.index(label) if label in LABELS else len(LABELS)
+        return (rank, order, index)
+
+    return sorted(sorted(range(len(roles)), key=priority)[:limit])
 
 
 def role_ids(roles: list[tuple[str, str]]) -> tuple[Tensor, Tensor]:
