@@ -13,7 +13,7 @@ import logging
 import sys
 
 # Each module defines `register(subparsers) -> None`; a handler is stored as `func` on its parser.
-COMMAND_MODULES: tuple[str, ...] = ("synth", "train", "model", "bench")
+COMMAND_MODULES: tuple[str, ...] = ("synth", "train", "model", "bench", "serve", "client", "demo")
 
 
 class UserError(Exception):
