@@ -145,7 +145,7 @@ class CharacterSpec:
             v = rngs[i].uniform(*val)
             return tuple(float(c) for c in colorsys.hsv_to_rgb(h, s, v))
 
-        hat = pick(14, HATS, [0.55, 0.15, 0.15, 0.15])
+        hat = pick(14, HATS, [0.7, 0.1, 0.1, 0.1])
         return cls(
             seed=int(seed),
             face_shape=pick(0, FACE_SHAPES),

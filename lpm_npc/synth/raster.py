@@ -69,6 +69,23 @@ class Grid:
             y=self.ys[r0:r1].reshape(1, -1, 1),
         )
 
+    def inside(
+        self, parent: Window, x0: float, x1: float, y0: float, y1: float
+    ) -> tuple[Window, tuple[slice, slice]] | None:
+        """The part of world box [x0, x1] × [y0, y1] inside `parent`, and its slices there."""
+        win = self.window(x0, x1, y0, y1)
+        rows = slice(max(win.rows.start, parent.rows.start), min(win.rows.stop, parent.rows.stop))
+        cols = slice(max(win.cols.start, parent.cols.start), min(win.cols.stop, parent.cols.stop))
+        if rows.stop <= rows.start or cols.stop <= cols.start:
+            return None
+        inner = Window(
+            rows=rows,
+            cols=cols,
+            x=self.xs[cols].reshape(1, 1, -1),
+            y=self.ys[rows].reshape(1, -1, 1),
+        )
+        return inner, inner.sub(parent)
+
     def full(self) -> Window:
         span = 2.0 / self.zoom
         return self.window(-span, span, self.centre_y - span, self.centre_y + span)

@@ -107,11 +107,9 @@ def paint_torso(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> No
     """Neck, torso and clothing (neckline style, collar, hood, lapels), shaded by the key light."""
     spec = look.spec
     inv_aa = F32(1.0) / grid.pixel
-    g = ctl.n_frames
     cos_b, sin_b = np.cos(ctl.body_yaw), np.sin(ctl.body_yaw)
     half_w = TORSO_HALF_WIDTH * np.abs(cos_b) + TORSO_DEPTH * np.abs(sin_b)
     shoulder = SHOULDER_Y + ctl.breath * F32(0.018)
-    front = np.clip(cos_b * 4.0, 0.0, 1.0)  # 1 when the chest faces the camera, 0 from behind
     win = grid.window(
         float((ctl.body_x - half_w).min()) - 0.05,
         float((ctl.body_x + half_w).max()) + 0.05,
@@ -126,74 +124,100 @@ def paint_torso(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> No
     neck_x = _col(ctl.body_x + sin_b * TORSO_DEPTH * 0.3)
     light_x = F32(look.light[0])
 
+    nx_lo, nx_hi = float(neck_x.min()), float(neck_x.max())
+    top = float(ctl.head_y.max())
+    bottom = float(shoulder.min())
+
     # Hood lies around the neck, behind it.
     if spec.clothing_style == "hoodie":
-        hood = ellipse_sdf(x - neck_x, y - sy - 0.02, F32(0.25), F32(0.11))
-        paint(region, coverage(hood, inv_aa), look.cloth * F32(0.72))
+        part = grid.inside(win, nx_lo - 0.27, nx_hi + 0.27, bottom - 0.12, bottom + 0.16)
+        if part is not None:
+            sub, (rs, cs) = part
+            hood = ellipse_sdf(sub.x - neck_x, sub.y - sy - 0.02, F32(0.25), F32(0.11))
+            paint(region[:, :, rs, cs], coverage(hood, inv_aa), look.cloth * F32(0.72))
 
     # Neck: a cylinder from under the chin to the shoulders, darker under the jaw.
     neck_hw = F32(0.14 * spec.head_width)
     hx, hy = _col(ctl.head_x), _col(ctl.head_y)
-    frac = np.clip((y - sy) / (hy - sy), 0.0, 1.0)
-    centre = neck_x + (hx - neck_x) * frac
-    across = (x - centre) / neck_hw
-    neck_sdf = np.maximum(np.abs(x - centre) - neck_hw, y - hy)
-    shade = F32(0.78) + F32(0.18) * np.clip(across * light_x + 0.3, -1.0, 1.0)
-    shade = shade * (F32(1.0) - F32(0.35) * np.clip((y - (hy - 0.42)) * 6.0, 0.0, 1.0))
-    neck_colour = shaded(look.skin, shade)
-    paint(region, coverage(neck_sdf, inv_aa) * (y > sy - 0.3), neck_colour)
-    if spec.clothing_style == "turtleneck":
-        collar = np.maximum(np.abs(x - centre) - neck_hw * 1.12, y - (hy - 0.34))
-        ribs = F32(0.9) + F32(0.1) * np.sin(y * 120.0)
-        paint(region, coverage(collar, inv_aa), shaded(look.cloth, ribs * shade))
+    lo = min(nx_lo, float(ctl.head_x.min())) - 0.2
+    hi = max(nx_hi, float(ctl.head_x.max())) + 0.2
+    part = grid.inside(win, lo, hi, bottom - 0.31, top)
+    if part is not None:
+        sub, (rs, cs) = part
+        x, y = sub.x, sub.y
+        frac = np.clip((y - sy) / (hy - sy), 0.0, 1.0)
+        centre = neck_x + (hx - neck_x) * frac
+        across = (x - centre) / neck_hw
+        neck_sdf = np.maximum(np.abs(x - centre) - neck_hw, y - hy)
+        neck_sdf = np.maximum(neck_sdf, sy - F32(0.3) - y)
+        shade = F32(0.78) + F32(0.18) * np.clip(across * light_x + 0.3, -1.0, 1.0)
+        shade = shade * (F32(1.0) - F32(0.35) * np.clip((y - (hy - 0.42)) * 6.0, 0.0, 1.0))
+        dst = region[:, :, rs, cs]
+        paint(dst, coverage(neck_sdf, inv_aa), shaded(look.skin, shade))
+        if spec.clothing_style == "turtleneck":
+            collar = np.maximum(np.abs(x - centre) - neck_hw * 1.12, y - (hy - 0.34))
+            ribs = F32(0.9) + F32(0.1) * np.sin(y * 120.0)
+            paint(dst, coverage(collar, inv_aa), shaded(look.cloth, ribs * shade))
 
-    # Torso: rounded box below the shoulder line.
+    # Torso: rounded box below the shoulder line, shaded across by the key light.
+    x, y = win.x, win.y
     body_h = F32(0.9)
     torso_sdf = box_sdf(x - tx, y - (sy - body_h), _col(half_w), body_h, F32(0.3))
     torso_a = coverage(torso_sdf, inv_aa)
     u = (x - tx) / _col(half_w)
     t_shade = F32(0.8) + F32(0.2) * u * light_x - F32(0.12) * np.clip((sy - y) * 0.8, 0.0, 1.0)
-    # Shadow the head and neck cast on the chest.
-    t_shade = t_shade * (
-        F32(1.0) - F32(0.18) * coverage(ellipse_sdf(x - neck_x, y - sy, 0.22, 0.12), F32(1.0 / 0.1))
-    )
-    cloth = np.empty((3, g, win.y.shape[1], win.x.shape[2]), F32)
-    cloth[...] = look.cloth.reshape(3, 1, 1, 1)
-    fr = _col(front)
+    cloth = shaded(look.cloth, t_shade)
+    if spec.clothing_style == "turtleneck":
+        cloth *= F32(0.95) + F32(0.05) * np.abs(np.sin((x - tx) * F32(47.0)))
+    # Neckline, collar, lapels (front) or a seam (back): only near the neck.
+    part = grid.inside(win, nx_lo - 0.32, nx_hi + 0.32, bottom - 0.75, bottom + 0.12)
+    if part is not None:
+        sub, (rs, cs) = part
+        _paint_neckline(
+            cloth[:, :, rs, cs], sub, look, ctl, neck_x, tx, sy, inv_aa, t_shade[:, rs, cs]
+        )
+    paint(region, torso_a, cloth)
+
+
+def _paint_neckline(cloth, sub, look: Look, ctl: Controls, neck_x, tx, sy, inv_aa, t_shade):
+    x, y = sub.x, sub.y
+    fr = _col(np.clip(np.cos(ctl.body_yaw) * 4.0, 0.0, 1.0))
+    # The head and neck cast a soft shadow on the chest.
+    shadow = coverage(ellipse_sdf(x - neck_x, y - sy, 0.22, 0.12), F32(1.0 / 0.1))
+    cloth *= F32(1.0) - F32(0.18) * shadow
+    skin = shaded(look.skin * F32(0.85), t_shade)
+    accent = shaded(look.accent, t_shade)
     nx = x - neck_x
     dy = sy - y  # depth below the shoulder line
-    style = spec.clothing_style
+    style = look.spec.clothing_style
     if style in ("tshirt", "hoodie"):
         neckline = ellipse_sdf(nx, y - sy, F32(0.15), F32(0.075))
-        paint(cloth, coverage(np.abs(neckline) - 0.012, inv_aa) * fr, look.accent)
-        paint(cloth, coverage(neckline, inv_aa) * fr, look.skin * F32(0.85))
+        paint(cloth, coverage(np.abs(neckline) - 0.012, inv_aa) * fr, accent)
+        paint(cloth, coverage(neckline, inv_aa) * fr, skin)
         if style == "hoodie":
             strings = np.maximum(np.abs(np.abs(nx) - 0.06) - 0.008, np.abs(dy - 0.17) - 0.1)
-            paint(cloth, coverage(strings, inv_aa) * fr, look.accent)
+            paint(cloth, coverage(strings, inv_aa) * fr, accent)
     elif style == "vneck":
         vee = np.maximum(np.abs(nx) * 1.4 - (0.2 - dy), y - sy - 0.1)
-        paint(cloth, coverage(np.abs(vee) - 0.012, inv_aa) * fr, look.accent)
-        paint(cloth, coverage(vee, inv_aa) * fr, look.skin * F32(0.85))
+        paint(cloth, coverage(np.abs(vee) - 0.012, inv_aa) * fr, accent)
+        paint(cloth, coverage(vee, inv_aa) * fr, skin)
     elif style == "collar":
         vee = np.maximum(np.abs(nx) * 1.8 - (0.12 - dy), y - sy - 0.1)
-        paint(cloth, coverage(vee, inv_aa) * fr, look.skin * F32(0.85))
+        paint(cloth, coverage(vee, inv_aa) * fr, skin)
         flap = np.maximum(np.abs(np.abs(nx) - 0.1) - (0.1 - dy) * 0.6, -dy - 0.02)
         flap = np.maximum(flap, dy - 0.13)
-        paint(cloth, coverage(flap, inv_aa) * fr, look.accent)
-        buttons = np.sqrt(nx * nx + ((dy % 0.14) - 0.07) ** 2) - 0.012
-        paint(cloth, coverage(np.maximum(buttons, 0.18 - dy), inv_aa) * fr, look.accent * 0.7)
+        paint(cloth, coverage(flap, inv_aa) * fr, accent)
+        # Buttons every 0.14 below the collar (a triangle wave instead of a slow modulo).
+        phase = np.abs(np.sin(dy * F32(np.pi / 0.14))) * F32(0.14 / np.pi)
+        buttons = np.sqrt(nx * nx + phase * phase) - 0.012
+        paint(cloth, coverage(np.maximum(buttons, 0.18 - dy), inv_aa) * fr, accent * F32(0.7))
     elif style == "jacket":
         shirt = np.abs(nx) - (0.22 - dy * 0.35)
-        paint(cloth, coverage(shirt, inv_aa) * fr, look.accent)
+        paint(cloth, coverage(shirt, inv_aa) * fr, accent)
         edge = np.abs(shirt) - 0.01
-        paint(cloth, coverage(edge, inv_aa) * fr, look.cloth * F32(0.55))
+        paint(cloth, coverage(edge, inv_aa) * fr, shaded(look.cloth * F32(0.55), t_shade))
         neckline = ellipse_sdf(nx, y - sy, F32(0.12), F32(0.06))
-        paint(cloth, coverage(neckline, inv_aa) * fr, look.skin * F32(0.85))
-    elif style == "turtleneck":
-        ribs = np.abs(((x - tx) * 30.0) % 2.0 - 1.0)
-        cloth *= F32(0.95) + F32(0.05) * ribs
+        paint(cloth, coverage(neckline, inv_aa) * fr, skin)
     # From behind: a seam down the back instead of a neckline.
-    seam = np.abs(x - tx + _col(sin_b) * 0.0) - 0.006
-    paint(cloth, coverage(seam, inv_aa) * (1.0 - fr) * 0.5, look.cloth * F32(0.6))
-    cloth *= t_shade
-    paint(region, torso_a, cloth)
+    seam = np.abs(x - tx) - 0.006
+    paint(cloth, coverage(seam, inv_aa) * (1.0 - fr) * 0.5, shaded(look.cloth * F32(0.6), t_shade))

@@ -29,6 +29,8 @@ from lpm_npc.synth.render_face import paint_face, paint_glasses
 from lpm_npc.synth.render_look import Look
 
 JAW_STRETCH = 0.22  # how far the lower face stretches at jaw_open = 1 (fraction)
+# The camera looks down on the head a little, so crowns, hat brims and the top of the hair read.
+CAMERA_TILT = np.float32(np.deg2rad(5.0))
 
 
 def _col(v: np.ndarray) -> np.ndarray:
@@ -90,7 +92,7 @@ def _width_warp(yw: np.ndarray, look: Look) -> np.ndarray:
 def _rotation(ctl: Controls) -> np.ndarray:
     """(G, 3, 3) local → view rotation: pitch about x after yaw about y."""
     cy, sy = np.cos(ctl.yaw), np.sin(ctl.yaw)
-    cp, sp = np.cos(ctl.pitch), np.sin(ctl.pitch)
+    cp, sp = np.cos(ctl.pitch + CAMERA_TILT), np.sin(ctl.pitch + CAMERA_TILT)
     zero = np.zeros_like(cy)
     rows = [
         [cy, zero, sy],
@@ -180,8 +182,10 @@ def _hair_colour(nx, ny, nz, look: Look, shade: np.ndarray) -> np.ndarray:
     if hs.curls:
         texture = F32(0.8) + F32(0.2) * np.sin(nx * 38.0) * np.sin(ny * 38.0 + nz * 20.0)
     else:
-        # Strands run from the crown down: stripes in the angle around the vertical axis.
-        texture = F32(0.88) + F32(0.12) * np.sin(nx * F32(36.0) / (F32(1.3) - ny * F32(0.3)))
+        # Strands run from the crown down: stripes in the angle around the vertical axis, via the
+        # cheap "diamond angle" nx / (|nx| + |nz|) instead of arctan2.
+        azimuth = nx / (np.abs(nx) + np.abs(nz) + F32(0.02))
+        texture = F32(0.88) + F32(0.12) * np.sin(azimuth * F32(40.0))
     # A soft highlight band across the crown (a parabola: cheaper than a Gaussian).
     sheen = np.clip(F32(1.0) - ((ny - F32(0.55)) * F32(3.5)) ** 2, F32(0.0), None)
     sheen *= shade
@@ -233,7 +237,7 @@ def paint_head(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> Non
     # Ears and nose: small ellipsoids tested against the depth buffer.
     erx, ery, erz = look.ear_radii
     for side in (-1.0, 1.0):
-        centre = (side * rx * 0.9, look.ear_y, -0.03)
+        centre = (side * rx * 0.96, look.ear_y, -0.03)
         sl = hf.sub_window(grid, ctl, look, centre, max(ery, erx) + 0.02)
         if sl is None:
             continue
@@ -313,7 +317,7 @@ def _paint_hat(region: np.ndarray, zbuf: np.ndarray, hf: HeadFrame, look: Look) 
         parts.append(((0.0, ry * 0.4, rz * 0.92), (rx * 0.78, 0.022, rz * 0.5), -2.0, -1.0))
     else:  # brim
         parts.append(((0.0, ry * 0.62, 0.0), (rx * 0.98, ry * 0.55, rz * 0.98), -0.32, -0.12))
-        parts.append(((0.0, ry * 0.45, 0.0), (rx * 1.7, 0.024, rz * 1.65), -2.0, -1.0))
+        parts.append(((0.0, ry * 0.45, 0.0), (rx * 1.7, 0.03, rz * 1.65), -2.0, -1.0))
     for centre, radii, keep_above, band in parts:
         hit = ray_ellipsoid(hf.q0, hf.d, centre, radii, hf.inv_aa)
         keep = np.clip((hit.ny - keep_above) * (radii[1] * hf.inv_aa) + 0.5, 0.0, 1.0)
