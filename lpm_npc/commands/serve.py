@@ -1,0 +1,125 @@
+"""`lpm-npc serve`: run the gRPC daemon until SIGTERM / Ctrl-C, then drain gracefully."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def default_store_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "lpm-npc" / "store"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the gRPC daemon (Characters, Sessions, health, reflection, metrics)",
+        description="Serves lpm_npc.v1 on HOST:PORT (127.0.0.1 unless told otherwise). Prints "
+        "'listening on HOST:PORT' once bound. SIGTERM or Ctrl-C drains: health goes "
+        "NOT_SERVING, new sessions are refused, open streams finish their buffered audio.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=50061, help="port (0 picks a free one)")
+    parser.add_argument(
+        "--store", default=None, help=f"registry dir (default {default_store_dir()})"
+    )
+    parser.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port")
+    parser.add_argument("--max-sessions", type=int, default=None, help="open sessions at most")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="require 'authorization: Bearer T' (default: $LPM_NPC_TOKEN if set, else no auth)",
+    )
+    parser.add_argument("--checkpoint", default=None, help="checkpoint dir (default: embedded)")
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="skip the checkpoint: random weights of --preset (tests, smoke runs)",
+    )
+    parser.add_argument("--preset", default="tiny", help="preset for random weights")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.set_defaults(func=run)
+
+
+def load_generator(checkpoint: str | None, *, random_weights: bool, preset: str):  # noqa: ANN201
+    """The embedded default (or --checkpoint); random weights with a warning when it is missing."""
+    import logging
+
+    from lpm_npc.config import ModelConfig
+    from lpm_npc.engine.generator import StreamingGenerator
+    from lpm_npc.engine.weights import checkpoint_exists, default_checkpoint_dir
+
+    log = logging.getLogger("lpm_npc.serve")
+    if random_weights:
+        import torch
+
+        from lpm_npc.model.lpm import LPM
+
+        cfg = ModelConfig.from_name(preset)
+        torch.manual_seed(0)
+        log.warning("random weights (preset %s): frames will not look like the character", preset)
+        return StreamingGenerator(cfg, LPM(cfg))
+    if checkpoint is not None:
+        return StreamingGenerator.from_checkpoint(checkpoint)
+    if not checkpoint_exists(default_checkpoint_dir()):
+        log.warning(
+            "no checkpoint at %s yet: serving RANDOM weights (preset %s); frames will be noise-like",
+            default_checkpoint_dir(),
+            preset,
+        )
+    return StreamingGenerator.from_checkpoint(None, allow_random=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import dataclasses
+    import signal
+
+    from lpm_npc.cli import UserError
+    from lpm_npc.config import ServeConfig
+
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be in [0, 65535], got {args.port}")
+    if args.max_sessions is not None and args.max_sessions < 1:
+        raise UserError(f"--max-sessions must be >= 1, got {args.max_sessions}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    config = ServeConfig()
+    if args.max_sessions is not None:
+        config = dataclasses.replace(config, max_sessions=args.max_sessions)
+    token = args.token if args.token is not None else os.environ.get("LPM_NPC_TOKEN") or None
+    store = Path(args.store) if args.store else default_store_dir()
+    generator = load_generator(
+        args.checkpoint, random_weights=args.random_weights, preset=args.preset
+    )
+
+    async def main() -> None:
+        from lpm_npc.serve.server import create_server
+
+        server, port = create_server(
+            f"{args.host}:{args.port}",
+            generator=generator,
+            store_dir=str(store),
+            config=config,
+            token=token,
+            metrics_port=args.metrics_port,
+            metrics_host=args.host,
+        )
+        await server.start()
+        print(f"listening on {args.host}:{port}", flush=True)
+        if server.metrics_port is not None:
+            print(f"metrics on http://{args.host}:{server.metrics_port}/metrics", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("draining...", flush=True)
+        await server.stop()
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,143 @@
+"""The daemon's domain: registry + scheduler + sessions + metrics, and their lifecycle.
+
+A `Daemon` is what the servicers call. It owns one `Scheduler` (running on the serving event
+loop, its generator calls on one worker thread), the `CharacterRegistry` over a
+`CharacterStore`, the `SessionManager`, and the `DaemonMetrics`. `start()` launches the
+scheduler loop and a reaper for sessions left without a stream; `drain()` (SIGTERM) refuses new
+sessions and streams, tells every attached session to finish what it has buffered, and waits for
+their streams to end up to a grace period. Plain Python and asyncio; no grpc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from lpm_npc.config import ServeConfig, SheetLimits
+from lpm_npc.engine.scheduler import Scheduler, StepResult
+from lpm_npc.serve.metrics import DaemonMetrics
+from lpm_npc.serve.registry import CharacterRegistry, ImageIn
+from lpm_npc.serve.sessions import SessionManager
+from lpm_npc.serve.store import CharacterStore, StoredCharacter
+
+log = logging.getLogger(__name__)
+
+_REAP_INTERVAL_S = 5.0
+
+
+@dataclass(frozen=True)
+class PrepareStep:
+    """One progress event of PrepareCharacter."""
+
+    stage: str  # "loading" | "encoding" | "done"
+    fraction: float
+    message: str
+    character: StoredCharacter | None = None
+
+
+class Daemon:
+    """Everything behind the gRPC services (see the module docstring)."""
+
+    def __init__(
+        self,
+        generator: Any,
+        store_dir: str,
+        *,
+        config: ServeConfig = ServeConfig(),
+        sheet_limits: SheetLimits = SheetLimits(),
+    ) -> None:
+        cfg = generator.cfg
+        self.generator = generator
+        self.config = config
+        self.store = CharacterStore(store_dir)
+        self.registry = CharacterRegistry(self.store, sheet_limits, config.prepared_cache_size)
+        self.scheduler = Scheduler(generator, config, samples_per_chunk=cfg.samples_per_chunk)
+        self.sessions = SessionManager(
+            self.scheduler,
+            self.registry,
+            config,
+            native_size=cfg.image_size,
+            frames_per_chunk=cfg.frames_per_chunk,
+        )
+        self.metrics = DaemonMetrics()
+        self.scheduler.on_step = self._on_step
+        self._tasks: list[asyncio.Task] = []
+
+    def _on_step(self, result: StepResult) -> None:
+        self.metrics.record_step(
+            result,
+            sessions=len(self.sessions.sessions),
+            queue_depth=self.scheduler.queue_depth,
+            load=self.scheduler.snapshot(),
+            shed=self.scheduler.stats.shed_chunks,
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self.scheduler.serve_forever(), name="lpm-scheduler"),
+            asyncio.create_task(self._reap_forever(), name="lpm-reaper"),
+        ]
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(_REAP_INTERVAL_S)
+            await self.sessions.close_stale(time.monotonic_ns())
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop admitting; let attached sessions finish their buffered audio (up to grace_s)."""
+        self.sessions.draining = True
+        attached = [s for s in self.sessions.sessions.values() if s.stream_attached]
+        for session in attached:
+            session.engine.finish_input()
+        self.scheduler.wake()
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(s.stream_attached for s in attached):
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        """Close every session and stop the scheduler loop."""
+        for session_id in list(self.sessions.sessions):
+            await self.sessions.close(session_id)
+        self.scheduler.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await asyncio.to_thread(self.scheduler.shutdown)
+        self.metrics.stop_http()
+
+    # --- characters ------------------------------------------------------------------------
+    async def register(
+        self,
+        character_id: str,
+        display_name: str,
+        *,
+        images: list[ImageIn] | None = None,
+        manifest: bytes | None = None,
+        files: dict[str, bytes] | None = None,
+    ) -> tuple[StoredCharacter, bool]:
+        # Image decoding and fsyncs take a while: keep the event loop (and streams) moving.
+        return await asyncio.to_thread(
+            self.registry.register,
+            character_id,
+            display_name,
+            images=images,
+            manifest=manifest,
+            files=files,
+        )
+
+    async def prepare(self, ref: str) -> AsyncIterator[PrepareStep]:
+        record = await asyncio.to_thread(self.registry.get, ref)
+        yield PrepareStep("loading", 0.1, f"{record.character_id}@{record.version[:12]}")
+        if self.registry.is_prepared(record.version):
+            yield PrepareStep("done", 1.0, "cached", record)
+            return
+        yield PrepareStep("encoding", 0.3, f"encoding {len(record.references)} references")
+        started = time.monotonic()
+        await self.registry.prepared(record, self.scheduler.call_in_worker, self.generator.prepare)
+        yield PrepareStep("done", 1.0, f"encoded in {time.monotonic() - started:.2f} s", record)

@@ -1,0 +1,166 @@
+"""Building and running the daemon: `create_server(address, ...) -> (server, port)`.
+
+`create_server` wires a `Daemon` into a `grpc.aio` server with the `Characters` and `Sessions`
+services, the standard health service (`grpc.health.v1`, SERVING while up, NOT_SERVING while
+draining), reflection, optional token auth, message-size limits, and (with `metrics_port`) the
+Prometheus exporter. It binds at once (port 0 picks a free port) and returns an `LpmServer`
+whose `start()` / `stop(grace)` also run and drain the daemon. It must be called from the event
+loop that will run the server.
+
+`ServerThread` runs all that on a private event loop in a background thread: what tests, the
+demo and the benchmark use to talk to a real server from ordinary synchronous code.
+
+The default address binds 127.0.0.1: exposing the daemon is an explicit choice (`--host`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from lpm_npc._proto import characters_pb2, characters_pb2_grpc, sessions_pb2, sessions_pb2_grpc
+from lpm_npc.config import ServeConfig, SheetLimits
+from lpm_npc.serve.auth import TokenAuthInterceptor
+from lpm_npc.serve.daemon import Daemon
+from lpm_npc.serve.servicers import CharactersServicer, SessionsServicer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS = "127.0.0.1:50061"
+SERVICE_NAMES = (
+    characters_pb2.DESCRIPTOR.services_by_name["Characters"].full_name,
+    sessions_pb2.DESCRIPTOR.services_by_name["Sessions"].full_name,
+)
+
+
+class LpmServer:
+    """A grpc.aio server bound together with its `Daemon`."""
+
+    def __init__(self, server: grpc.aio.Server, daemon: Daemon, health: Any, port: int) -> None:
+        self.grpc_server = server
+        self.daemon = daemon
+        self.health = health
+        self.port = port
+        self.metrics_port: int | None = None
+
+    async def _set_health(self, status: int) -> None:
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
+
+    async def start(self) -> None:
+        await self.daemon.start()
+        await self.grpc_server.start()
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving on port %d", self.port)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful drain: NOT_SERVING, finish buffered audio (up to `grace` s), then stop."""
+        grace = self.daemon.config.drain_grace_s if grace is None else grace
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.daemon.drain(grace)
+        await self.daemon.stop()
+        await self.grpc_server.stop(min(grace, 1.0))
+
+    async def wait_for_termination(self) -> None:
+        await self.grpc_server.wait_for_termination()
+
+
+def create_server(
+    address: str = DEFAULT_ADDRESS,
+    *,
+    generator: Any,
+    store_dir: str,
+    config: ServeConfig = ServeConfig(),
+    sheet_limits: SheetLimits = SheetLimits(),
+    token: str | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+) -> tuple[LpmServer, int]:
+    """Build and bind the daemon (see the module docstring); returns (server, bound port)."""
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+    ]
+    interceptors = [TokenAuthInterceptor(token)] if token else []
+    server = grpc.aio.server(options=options, interceptors=interceptors)
+    daemon = Daemon(generator, store_dir, config=config, sheet_limits=sheet_limits)
+    characters_pb2_grpc.add_CharactersServicer_to_server(CharactersServicer(daemon), server)
+    sessions_pb2_grpc.add_SessionsServicer_to_server(SessionsServicer(daemon), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind {address}")
+    lpm = LpmServer(server, daemon, health_servicer, port)
+    if metrics_port is not None:
+        lpm.metrics_port = daemon.metrics.start_http(metrics_host, metrics_port)
+        log.info("metrics on http://%s:%d/metrics", metrics_host, lpm.metrics_port)
+    return lpm, port
+
+
+class ServerThread:
+    """Runs `create_server(...)` on its own event loop in a daemon thread.
+
+    Use as a context manager: `with ServerThread(generator=g, store_dir=d) as running:` then talk
+    to `running.address`. `call(coro_fn)` runs a coroutine function on the server's loop (tests
+    use it to inspect the daemon safely).
+    """
+
+    def __init__(self, address: str = "127.0.0.1:0", **kwargs: Any) -> None:
+        self._address = address
+        self._kwargs = kwargs
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="lpm-serve"
+        )
+        self.server: LpmServer | None = None
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def daemon(self) -> Daemon:
+        assert self.server is not None
+        return self.server.daemon
+
+    def call(self, coroutine_fn, *args: Any, timeout: float = 60.0) -> Any:  # noqa: ANN001
+        future = asyncio.run_coroutine_threadsafe(coroutine_fn(*args), self._loop)
+        return future.result(timeout)
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+
+        async def build() -> None:
+            self.server, self.port = create_server(self._address, **self._kwargs)
+            await self.server.start()
+
+        self.call(build)
+        return self
+
+    def stop(self, grace: float = 0.5) -> None:
+        if self.server is not None:
+            try:
+                self.call(self.server.stop, grace)
+            except (concurrent.futures.TimeoutError, RuntimeError):
+                log.exception("server did not stop cleanly")
+            self.server = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,380 @@
+"""gRPC servicers of `lpm_npc.v1.Characters` and `lpm_npc.v1.Sessions` (grpc.aio).
+
+They only translate proto <-> domain (`Daemon`, `SessionManager`) and map the typed domain errors
+of `serve/errors.py` to status codes with `context.abort`. All behaviour lives in the domain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable
+
+import grpc
+
+from lpm_npc._proto import characters_pb2 as cpb
+from lpm_npc._proto import characters_pb2_grpc, sessions_pb2_grpc
+from lpm_npc._proto import sessions_pb2 as spb
+from lpm_npc.config import FPS, SAMPLE_RATE
+from lpm_npc.engine.session import (
+    FrameOut,
+    PlaybackFinishedOut,
+    PlaybackStartedOut,
+    SessionEvent,
+    StatusOut,
+    StreamEndOut,
+    unix_ns,
+)
+from lpm_npc.serve.daemon import Daemon
+from lpm_npc.serve.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    ServeError,
+    Unavailable,
+)
+from lpm_npc.serve.registry import ImageIn
+from lpm_npc.serve.sessions import (
+    AudioIn,
+    ConverseInput,
+    InterruptIn,
+    OpenRequest,
+    PromptIn,
+    SegmentEndIn,
+    ServeSession,
+)
+from lpm_npc.serve.store import StoredCharacter
+
+log = logging.getLogger(__name__)
+
+_CODES: dict[type[ServeError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+_MS_PER_SAMPLE = 1000.0 / SAMPLE_RATE
+_TRACKS = {spb.TRACK_SPEAK: "speak", spb.TRACK_LISTEN: "listen"}
+_ENCODINGS = {
+    spb.AUDIO_ENCODING_UNSPECIFIED: "pcm16",
+    spb.AUDIO_ENCODING_PCM16: "pcm16",
+    spb.AUDIO_ENCODING_FLOAT32: "float32",
+}
+_DELIVERY = {
+    spb.DELIVERY_UNSPECIFIED: "inline",
+    spb.DELIVERY_INLINE: "inline",
+    spb.DELIVERY_SHM: "shm",
+}
+_IDLE = {
+    spb.IDLE_POLICY_UNSPECIFIED: "animate",
+    spb.IDLE_POLICY_ANIMATE: "animate",
+    spb.IDLE_POLICY_ANIMATE_PRIORITY: "priority",
+}
+_FORMATS = {
+    spb.PIXEL_FORMAT_UNSPECIFIED: "rgb8",
+    spb.PIXEL_FORMAT_RGB8: "rgb8",
+    spb.PIXEL_FORMAT_RGBA8: "rgba8",
+}
+_STAGES = {
+    "loading": cpb.PREPARE_STAGE_LOADING,
+    "encoding": cpb.PREPARE_STAGE_ENCODING,
+    "done": cpb.PREPARE_STAGE_DONE,
+}
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: ServeError) -> None:
+    await context.abort(_CODES.get(type(error), grpc.StatusCode.UNKNOWN), str(error))
+
+
+def _unary(method: Callable) -> Callable:
+    """Map domain errors of a unary handler to status codes."""
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context):  # noqa: ANN001
+        try:
+            return await method(self, request, context)
+        except ServeError as error:
+            await _abort(context, error)
+
+    return wrapper
+
+
+def _character(record: StoredCharacter, prepared: bool) -> cpb.Character:
+    return cpb.Character(
+        character_id=record.character_id,
+        version=record.version,
+        display_name=record.display_name,
+        registered_at_unix_ns=record.registered_at_unix_ns,
+        references=[
+            cpb.ReferenceInfo(
+                role=r.role, label=r.label, width=r.width, height=r.height, sha256=r.sha256
+            )
+            for r in record.references
+        ],
+        size_bytes=record.size_bytes,
+        prepared=prepared,
+    )
+
+
+class CharactersServicer(characters_pb2_grpc.CharactersServicer):
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    def _proto(self, record: StoredCharacter) -> cpb.Character:
+        return _character(record, self._daemon.registry.is_prepared(record.version))
+
+    @_unary
+    async def RegisterCharacter(self, request, context):  # noqa: ANN001, N802
+        kind = request.WhichOneof("sheet")
+        if kind == "images":
+            images = [
+                ImageIn(i.role, i.label, i.filename, i.content) for i in request.images.images
+            ]
+            record, created = await self._daemon.register(
+                request.character_id, request.display_name, images=images
+            )
+        elif kind == "manifest":
+            files: dict[str, bytes] = {}
+            for f in request.manifest.files:
+                if f.filename in files:
+                    raise InvalidArgument(f"manifest.files: {f.filename!r} appears twice")
+                files[f.filename] = f.content
+            record, created = await self._daemon.register(
+                request.character_id,
+                request.display_name,
+                manifest=request.manifest.manifest,
+                files=files,
+            )
+        else:
+            raise InvalidArgument("sheet is missing: set `images` or `manifest`")
+        return cpb.RegisterCharacterResponse(
+            character_id=record.character_id,
+            version=record.version,
+            created=created,
+            character=self._proto(record),
+        )
+
+    @_unary
+    async def GetCharacter(self, request, context):  # noqa: ANN001, N802
+        return self._proto(await asyncio.to_thread(self._daemon.registry.get, request.ref))
+
+    @_unary
+    async def ListCharacters(self, request, context):  # noqa: ANN001, N802
+        records = await asyncio.to_thread(self._daemon.registry.list, request.character_id)
+        return cpb.ListCharactersResponse(characters=[self._proto(r) for r in records])
+
+    @_unary
+    async def DeleteCharacter(self, request, context):  # noqa: ANN001, N802
+        versions = await asyncio.to_thread(self._daemon.registry.delete, request.ref)
+        return cpb.DeleteCharacterResponse(versions=versions)
+
+    async def PrepareCharacter(self, request, context):  # noqa: ANN001, N802
+        try:
+            async for step in self._daemon.prepare(request.ref):
+                yield cpb.PrepareProgress(
+                    stage=_STAGES[step.stage],
+                    fraction=step.fraction,
+                    message=step.message,
+                    character=self._proto(step.character) if step.character else None,
+                )
+        except ServeError as error:
+            await _abort(context, error)
+
+
+def _client_event(event: spb.ClientEvent) -> ConverseInput:
+    kind = event.WhichOneof("event")
+    if kind == "audio":
+        audio = event.audio
+        return AudioIn(
+            track=_TRACKS.get(audio.track),
+            position=audio.sample_position if audio.HasField("sample_position") else None,
+            pcm=audio.pcm,
+            encoding=_ENCODINGS.get(audio.encoding),
+        )
+    if kind == "segment_end":
+        return SegmentEndIn(_TRACKS.get(event.segment_end.track))
+    if kind == "interrupt":
+        return InterruptIn()
+    if kind == "set_prompt":
+        return PromptIn(event.set_prompt.text)
+    if kind == "header":
+        raise InvalidArgument("header is only allowed as the first event of the stream")
+    raise InvalidArgument("ClientEvent has no event set")
+
+
+def _status(out: StatusOut) -> spb.Status:
+    return spb.Status(
+        rtf=out.load.rtf,
+        queue_depth=out.queue_depth,
+        sessions=out.sessions,
+        degraded=out.load.degraded,
+        degraded_reason=out.load.reason,
+        dropped_chunks=out.dropped_chunks,
+        late_samples=out.late_samples,
+        speak_buffered_samples=out.speak_buffered,
+        listen_buffered_samples=out.listen_buffered,
+        draining=out.draining,
+    )
+
+
+class SessionsServicer(sessions_pb2_grpc.SessionsServicer):
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self._sessions = daemon.sessions
+
+    @_unary
+    async def OpenSession(self, request, context):  # noqa: ANN001, N802
+        for name, table, value in (
+            ("delivery", _DELIVERY, request.delivery),
+            ("idle_policy", _IDLE, request.idle_policy),
+            ("inline_format", _FORMATS, request.inline_format),
+        ):
+            if value not in table:
+                raise InvalidArgument(f"{name} {value} is not a known enum value")
+        session = await self._sessions.open(
+            OpenRequest(
+                character=request.character,
+                width=request.width,
+                height=request.height,
+                fps=request.fps,
+                delivery=_DELIVERY[request.delivery],
+                seed=request.seed,
+                prompt=request.prompt,
+                idle_policy=_IDLE[request.idle_policy],
+                shm_slots=request.shm_slots,
+                inline_format=_FORMATS[request.inline_format],
+            )
+        )
+        ring = session.ring
+        return spb.OpenSessionResponse(
+            session_id=session.session_id,
+            character_version=session.character.version,
+            width=session.width,
+            height=session.height,
+            fps=FPS,
+            frames_per_chunk=session.engine.frames_per_chunk,
+            samples_per_chunk=session.engine.samples_per_chunk,
+            delivery=spb.DELIVERY_SHM if ring else spb.DELIVERY_INLINE,
+            shm_name=ring.name if ring else "",
+            shm_path=str(ring.path) if ring else "",
+            shm_slots=ring.geometry.slot_count if ring else 0,
+        )
+
+    @_unary
+    async def CloseSession(self, request, context):  # noqa: ANN001, N802
+        session = await self._sessions.close(request.session_id)
+        counters = session.engine.counters
+        return spb.CloseSessionResponse(
+            frames=counters.frames, dropped_chunks=counters.dropped_chunks
+        )
+
+    def _server_event(self, session: ServeSession, out: SessionEvent) -> spb.ServerEvent:
+        if isinstance(out, FrameOut):
+            slot, data = session.deliver(out)
+            generated = time.time_ns()
+            self._daemon.metrics.observe_frame_latency((generated - out.input_ready_unix_ns) / 1e9)
+            frame = spb.Frame(
+                seq=out.seq,
+                chunk_index=out.chunk_index,
+                pts_samples=out.pts_samples,
+                pts_ms=out.pts_samples * _MS_PER_SAMPLE,
+                input_ready_unix_ns=out.input_ready_unix_ns,
+                step_started_unix_ns=out.step_started_unix_ns,
+                step_finished_unix_ns=out.step_finished_unix_ns,
+                generated_at_unix_ns=generated,
+                width=session.width,
+                height=session.height,
+                speaking=out.speaking,
+                idle=out.idle,
+            )
+            if slot is not None:
+                frame.shm_slot = slot
+                frame.format = spb.PIXEL_FORMAT_RGBA8
+            else:
+                frame.data = data
+                rgba = session.inline_format == "rgba8"
+                frame.format = spb.PIXEL_FORMAT_RGBA8 if rgba else spb.PIXEL_FORMAT_RGB8
+            return spb.ServerEvent(frame=frame)
+        if isinstance(out, PlaybackStartedOut):
+            return spb.ServerEvent(
+                playback_started=spb.PlaybackStarted(
+                    segment=out.segment,
+                    pts_samples=out.pts_samples,
+                    pts_ms=out.pts_samples * _MS_PER_SAMPLE,
+                )
+            )
+        if isinstance(out, PlaybackFinishedOut):
+            return spb.ServerEvent(
+                playback_finished=spb.PlaybackFinished(
+                    segment=out.segment,
+                    pts_samples=out.pts_samples,
+                    pts_ms=out.pts_samples * _MS_PER_SAMPLE,
+                    interrupted=out.interrupted,
+                )
+            )
+        assert isinstance(out, StatusOut)
+        return spb.ServerEvent(status=_status(out))
+
+    async def Converse(self, request_iterator, context):  # noqa: ANN001, N802
+        try:
+            first = await anext(aiter(request_iterator), None)
+            if first is None or first.WhichOneof("event") != "header":
+                raise InvalidArgument("the first ClientEvent of a stream must be a header")
+            session = self._sessions.attach(first.header.session_id)
+        except ServeError as error:
+            await _abort(context, error)
+            return
+        engine = session.engine
+        wake = asyncio.Event()
+        engine.notify = wake.set
+        failures: list[ServeError] = []
+
+        async def read_input() -> None:
+            try:
+                async for event in request_iterator:
+                    self._sessions.apply(session, _client_event(event))
+                engine.finish_input()  # half-close: both tracks end, drain the buffers
+                self._daemon.scheduler.wake()
+            except ServeError as error:
+                failures.append(error)
+                wake.set()
+
+        reader = asyncio.create_task(read_input())
+        try:
+            yield spb.ServerEvent(
+                header=spb.ConverseStarted(
+                    session_id=session.session_id,
+                    clock_origin_unix_ns=unix_ns(engine.clock.origin_ns),
+                    next_sample=engine.next_sample,
+                    width=session.width,
+                    height=session.height,
+                    fps=FPS,
+                    frames_per_chunk=engine.frames_per_chunk,
+                    samples_per_chunk=engine.samples_per_chunk,
+                    delivery=spb.DELIVERY_SHM if session.ring else spb.DELIVERY_INLINE,
+                    shm_name=session.ring.name if session.ring else "",
+                )
+            )
+            while True:
+                if failures:
+                    await _abort(context, failures[0])
+                if engine.outbox:
+                    out = engine.outbox.popleft()
+                    if isinstance(out, StreamEndOut):
+                        if out.error:
+                            await context.abort(grpc.StatusCode.INTERNAL, out.error)
+                        return
+                    yield self._server_event(session, out)
+                    continue
+                wake.clear()
+                if not engine.outbox and not failures:
+                    await wake.wait()
+        finally:
+            reader.cancel()
+            engine.notify = lambda: None
+            if self._sessions.sessions.get(session.session_id) is session:
+                self._sessions.detach(session)

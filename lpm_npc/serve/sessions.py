@@ -1,0 +1,326 @@
+"""Sessions as the daemon sees them: admission, frame delivery targets, and conversation input.
+
+`SessionManager` opens a session (validate the request, admit it against the limits and the load,
+get the character's prepared references, open the generator state on the generator's thread,
+create the SHM ring), attaches and detaches Converse streams, applies conversation input events
+to the engine session, and closes sessions (including ones left detached too long).
+
+Input events arrive as small dataclasses (`AudioIn`, `SegmentEndIn`, `InterruptIn`, `PromptIn`)
+already translated from the wire by the servicer; audio bytes are decoded and validated here
+(length, encoding, finite, in [-1, 1]). Every domain error is a typed `ServeError` that names the
+field and the allowed value. Nothing here imports grpc.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lpm_npc.config import FPS, ServeConfig
+from lpm_npc.engine.scheduler import Scheduler
+from lpm_npc.engine.session import LISTEN, SPEAK, EngineSession, FrameOut, StreamEndOut
+from lpm_npc.engine.track_buffer import AudioOrderError, AudioOverflowError
+from lpm_npc.serve.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
+from lpm_npc.serve.registry import CharacterRegistry
+from lpm_npc.serve.shm_ring import FrameRingWriter
+from lpm_npc.serve.store import StoredCharacter
+
+log = logging.getLogger(__name__)
+
+DELIVERIES = ("inline", "shm")
+IDLE_POLICIES = ("animate", "priority")
+INLINE_FORMATS = ("rgb8", "rgba8")
+ENCODINGS = ("pcm16", "float32")
+MIN_SIDE, MAX_SIDE = 32, 1024  # allowed frame side; the generator resizes from its native size
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """OpenSession in domain terms (the servicer maps enums to these strings)."""
+
+    character: str  # "ID" or "ID@VERSION"
+    width: int = 0  # 0: native
+    height: int = 0
+    fps: int = 0  # 0: 24
+    delivery: str = "inline"
+    seed: int = 0
+    prompt: str = ""
+    idle_policy: str = "animate"
+    shm_slots: int = 0  # 0: config default
+    inline_format: str = "rgb8"
+
+
+@dataclass(frozen=True)
+class AudioIn:
+    track: str | None  # "speak" | "listen"; None when the wire value was not a known track
+    position: int | None
+    pcm: bytes
+    encoding: str | None  # "pcm16" | "float32"; None when unknown
+
+
+@dataclass(frozen=True)
+class SegmentEndIn:
+    track: str | None
+
+
+@dataclass(frozen=True)
+class InterruptIn:
+    pass
+
+
+@dataclass(frozen=True)
+class PromptIn:
+    text: str
+
+
+ConverseInput = AudioIn | SegmentEndIn | InterruptIn | PromptIn
+
+
+@dataclass
+class ServeSession:
+    """A session with its delivery target."""
+
+    session_id: str
+    character: StoredCharacter
+    engine: EngineSession
+    width: int
+    height: int
+    delivery: str
+    inline_format: str
+    ring: FrameRingWriter | None
+    stream_attached: bool = False
+    detached_since_ns: int = field(default_factory=time.monotonic_ns)
+
+    def deliver(self, frame: FrameOut) -> tuple[int | None, bytes | None]:
+        """Hand a frame's pixels over: into the SHM ring (returns the slot) or as INLINE bytes."""
+        if self.ring is not None:
+            return self.ring.write(frame.seq, frame.pts_samples, frame.image), None
+        if self.inline_format == "rgba8":
+            alpha = np.full(frame.image.shape[:2] + (1,), 255, np.uint8)
+            return None, np.concatenate([frame.image, alpha], axis=2).tobytes()
+        return None, np.ascontiguousarray(frame.image).tobytes()
+
+
+class SessionManager:
+    """Open sessions of one daemon (see the module docstring)."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        registry: CharacterRegistry,
+        config: ServeConfig,
+        *,
+        native_size: int,
+        frames_per_chunk: int,
+    ) -> None:
+        self.scheduler = scheduler
+        self.registry = registry
+        self.config = config
+        self.native_size = native_size
+        self.frames_per_chunk = frames_per_chunk
+        self.sessions: dict[str, ServeSession] = {}
+        self.draining = False
+        self._opening = 0  # admitted sessions still loading (they count against the limit)
+
+    # --- open / close ------------------------------------------------------------------------
+    def _validate(self, request: OpenRequest) -> int:
+        if request.fps not in (0, FPS):
+            raise InvalidArgument(f"fps {request.fps} is not supported: the allowed value is {FPS}")
+        width = request.width or self.native_size
+        height = request.height or self.native_size
+        if width != height or not MIN_SIDE <= width <= MAX_SIDE or width % 2:
+            raise InvalidArgument(
+                f"size {width}x{height} is not supported: frames are square with an even side "
+                f"in [{MIN_SIDE}, {MAX_SIDE}] px (0 = native {self.native_size})"
+            )
+        for name, value, allowed in (
+            ("delivery", request.delivery, DELIVERIES),
+            ("idle_policy", request.idle_policy, IDLE_POLICIES),
+            ("inline_format", request.inline_format, INLINE_FORMATS),
+        ):
+            if value not in allowed:
+                raise InvalidArgument(f"{name} {value!r} is invalid; allowed: {', '.join(allowed)}")
+        if len(request.prompt) > self.config.max_prompt_chars:
+            raise InvalidArgument(
+                f"prompt has {len(request.prompt)} characters; at most "
+                f"{self.config.max_prompt_chars} are allowed"
+            )
+        if request.shm_slots and not 2 <= request.shm_slots <= self.config.max_shm_slots:
+            raise InvalidArgument(
+                f"shm_slots {request.shm_slots} is out of range: 2..{self.config.max_shm_slots}"
+            )
+        if not 0 <= request.seed < 2**63:
+            raise InvalidArgument(f"seed {request.seed} is out of range: 0..2**63-1")
+        return width
+
+    def _admit(self) -> None:
+        if self.draining:
+            raise Unavailable("the daemon is draining (shutting down); no new sessions")
+        if len(self.sessions) + self._opening >= self.config.max_sessions:
+            raise ResourceExhausted(
+                f"session limit reached: max_sessions = {self.config.max_sessions}"
+            )
+        load = self.scheduler.snapshot()
+        if load.degraded:
+            raise ResourceExhausted(f"the daemon cannot keep real time: {load.reason}")
+
+    async def open(self, request: OpenRequest) -> ServeSession:
+        size = self._validate(request)
+        self._admit()
+        self._opening += 1
+        try:
+            record = self.registry.get(request.character)
+            prepared = await self.registry.prepared(
+                record, self.scheduler.call_in_worker, self.scheduler.generator.prepare
+            )
+            state = await self.scheduler.call_in_worker(
+                lambda: self.scheduler.generator.open(
+                    prepared, prompt=request.prompt, seed=request.seed, size=size
+                )
+            )
+        finally:
+            self._opening -= 1
+        session_id = uuid.uuid4().hex
+        engine = EngineSession(
+            session_id,
+            state,
+            samples_per_chunk=self.scheduler.samples_per_chunk,
+            frames_per_chunk=self.frames_per_chunk,
+            config=self.config,
+            sheddable=request.idle_policy == "animate",
+        )
+        ring = None
+        if request.delivery == "shm":
+            slots = request.shm_slots or self.config.shm_slots
+            ring = FrameRingWriter(f"lpmnpc-{session_id}", size, size, slots)
+        session = ServeSession(
+            session_id, record, engine, size, size, request.delivery, request.inline_format, ring
+        )
+        self.sessions[session_id] = session
+        self.scheduler.add(engine)
+        log.info("session %s opened: %s@%s", session_id, record.character_id, record.version[:12])
+        return session
+
+    def get(self, session_id: str) -> ServeSession:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise NotFound(f"session {session_id!r} not found")
+        return session
+
+    async def close(self, session_id: str) -> ServeSession:
+        session = self.get(session_id)
+        del self.sessions[session_id]
+        self.scheduler.remove(session_id)
+        if session.stream_attached:
+            session.engine.outbox.append(StreamEndOut())
+            session.engine.notify()
+        # The generator's thread runs this after any step still using the state.
+        await self.scheduler.call_in_worker(self.scheduler.generator.close, session.engine.state)
+        if session.ring is not None:
+            session.ring.close()
+        log.info("session %s closed after %d frames", session_id, session.engine.counters.frames)
+        return session
+
+    async def close_stale(self, now_ns: int) -> list[str]:
+        """Close sessions left without a stream longer than `detached_timeout_s`."""
+        limit = int(self.config.detached_timeout_s * 1e9)
+        stale = [
+            s.session_id
+            for s in self.sessions.values()
+            if not s.stream_attached and now_ns - s.detached_since_ns > limit
+        ]
+        for session_id in stale:
+            log.info("closing session %s: no stream for %.0f s", session_id, limit / 1e9)
+            await self.close(session_id)
+        return stale
+
+    # --- streams ------------------------------------------------------------------------------
+    def attach(self, session_id: str) -> ServeSession:
+        if self.draining:
+            raise Unavailable("the daemon is draining (shutting down)")
+        session = self.get(session_id)
+        if session.stream_attached:
+            raise FailedPrecondition(f"session {session_id} already has a Converse stream")
+        session.stream_attached = True
+        session.engine.outbox.clear()
+        session.engine.attach(time.monotonic_ns())
+        self.scheduler.wake()
+        return session
+
+    def detach(self, session: ServeSession) -> None:
+        session.stream_attached = False
+        session.detached_since_ns = time.monotonic_ns()
+        session.engine.detach()
+
+    def apply(self, session: ServeSession, event: ConverseInput) -> None:
+        """One client event -> the engine session. Raises InvalidArgument / ResourceExhausted."""
+        engine = session.engine
+        if isinstance(event, AudioIn):
+            track = _track(event.track)
+            pcm = self._decode(event)
+            try:
+                engine.feed(track, pcm, event.position, time.monotonic_ns())
+            except AudioOrderError as error:
+                raise InvalidArgument(f"audio.sample_position: {error}") from error
+            except AudioOverflowError as error:
+                raise ResourceExhausted(
+                    f"audio buffer full: {error} (max_buffered_seconds = "
+                    f"{self.config.max_buffered_seconds:g})"
+                ) from error
+        elif isinstance(event, SegmentEndIn):
+            engine.end_segment(_track(event.track))
+        elif isinstance(event, InterruptIn):
+            engine.interrupt()
+        elif isinstance(event, PromptIn):
+            if len(event.text) > self.config.max_prompt_chars:
+                raise InvalidArgument(
+                    f"set_prompt.text has {len(event.text)} characters; at most "
+                    f"{self.config.max_prompt_chars} are allowed"
+                )
+            engine.set_prompt(event.text)
+        self.scheduler.wake()
+
+    def _decode(self, event: AudioIn) -> np.ndarray:
+        if event.encoding not in ENCODINGS:
+            raise InvalidArgument("audio.encoding is invalid; allowed: PCM16, FLOAT32")
+        width = 2 if event.encoding == "pcm16" else 4
+        if len(event.pcm) % width:
+            raise InvalidArgument(
+                f"audio.pcm has {len(event.pcm)} bytes, not a whole number of "
+                f"{event.encoding.upper()} samples ({width} bytes each)"
+            )
+        samples = len(event.pcm) // width
+        if samples > self.config.max_audio_chunk_samples:
+            raise InvalidArgument(
+                f"audio.pcm holds {samples} samples; at most "
+                f"{self.config.max_audio_chunk_samples} per AudioChunk (max_audio_chunk_samples)"
+            )
+        if event.position is not None and event.position < 0:
+            raise InvalidArgument(f"audio.sample_position must be >= 0, got {event.position}")
+        if event.encoding == "pcm16":
+            return np.frombuffer(event.pcm, "<i2").astype(np.float32) / 32768.0
+        pcm = np.frombuffer(event.pcm, "<f4").astype(np.float32)
+        if not np.isfinite(pcm).all():
+            raise InvalidArgument("audio.pcm has NaN or infinite samples; samples must be finite")
+        if pcm.size and float(np.abs(pcm).max()) > 1.0:
+            raise InvalidArgument(
+                f"audio.pcm has a sample of magnitude {float(np.abs(pcm).max()):.3g}; FLOAT32 "
+                "samples must lie in [-1, 1]"
+            )
+        return pcm
+
+
+def _track(track: str | None) -> str:
+    if track not in (SPEAK, LISTEN):
+        raise InvalidArgument("track is invalid; allowed: TRACK_SPEAK, TRACK_LISTEN")
+    return track
