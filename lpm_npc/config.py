@@ -219,7 +219,9 @@ class TrainConfig:
     drop_speak: float = 0.1
     drop_listen: float = 0.1
     drop_refs: float = 0.1
-    cfg_scale: float = 1.5  # guidance scale the teacher uses when it makes distillation targets
+    # teacher guidance when it makes distillation targets: pred += w * (pred - pred_without_c)
+    teacher_guidance: tuple[tuple[str, float], ...] = (("text", 0.5), ("speak", 0.5))
+    train_references: int = 4  # references per training clip (random subset of the sheet)
     # --- distillation ---
     teacher_steps: int = 8  # Euler steps of the teacher when it makes ODE / refiner targets
     rollout_chunks: int = 3  # chunks the student generates per self-rollout sample

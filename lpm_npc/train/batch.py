@@ -1,6 +1,6 @@
 """Training batches of conversation clips, and turning them into the LPM's inputs.
 
-`collate_clips(list[Clip]) -> ClipBatch` stacks `synth.dataset.Clip`s (references padded to the
+`collate_clips(list[Clip]) -> TrainBatch` stacks `synth.dataset.Clip`s (references padded to the
 largest sheet of the batch with a `reference_valid` mask). `model_inputs(model, batch, ...)` runs the
 frozen VAE and the encoders: clean target latents, reference latents with role / label ids, and a
 `Conditioning` with independent per-row dropout of text, speak, listen and references (CFG
@@ -21,7 +21,7 @@ from lpm_npc.config import TrainConfig
 
 
 @dataclass(frozen=True)
-class ClipBatch:
+class TrainBatch:
     """B clips. Pixels stay uint8 until they reach the device (4x less to move)."""
 
     frames: Tensor  # (B, T, H, W, 3) uint8
@@ -53,7 +53,7 @@ def clip_dataset(ctx, n_frames: int):
     return ClipDataset(seed=ctx.train.data_seed, size=ctx.model.image_size, n_frames=n_frames)
 
 
-def collate_clips(clips) -> ClipBatch:
+def collate_clips(clips) -> TrainBatch:
     from lpm_npc.model.references import role_ids
 
     n_refs = max(len(c.reference_roles) for c in clips)
@@ -67,7 +67,7 @@ def collate_clips(clips) -> ClipBatch:
         refs[i, :r] = clip.references
         valid[i, :r] = True
         roles[i, :r], labels[i, :r] = role_ids(list(clip.reference_roles))
-    return ClipBatch(
+    return TrainBatch(
         frames=torch.from_numpy(np.stack([c.frames for c in clips])),
         references=torch.from_numpy(refs),
         reference_valid=torch.from_numpy(valid),
@@ -96,33 +96,68 @@ class ModelInputs:
     cond: object  # model.conditioning.Conditioning
 
 
-def model_inputs(
-    model, batch: ClipBatch, train: TrainConfig | None, *, drop: bool = True
-) -> ModelInputs:
-    """Encode a batch; with `drop`, conditions are dropped per row with the recipe's probabilities."""
+def pick_references(batch: TrainBatch, n: int) -> TrainBatch:
+    """A random subset of at most `n` valid references per row (global torch RNG).
+
+    Fewer references per clip cost less (each adds a latent frame of keys in every layer) and teach
+    the model to work from sheets of any size; the bench's single-reference ablation relies on it.
+    """
+    import dataclasses
+
+    r = batch.references.shape[1]
+    if n <= 0 or r <= n:
+        return batch
+    valid = batch.reference_valid
+    score = torch.rand(valid.shape, device=valid.device) + valid.float()
+    order = score.argsort(dim=1, descending=True)[:, :n]  # valid ones first, random among them
+    order = order.sort(dim=1).values
+    rows = torch.arange(order.shape[0], device=order.device)[:, None]
+    return dataclasses.replace(
+        batch,
+        references=batch.references[rows, order],
+        reference_valid=valid[rows, order],
+        role_ids=batch.role_ids[rows, order],
+        label_ids=batch.label_ids[rows, order],
+    )
+
+
+@torch.no_grad()
+def encode_pixels(model, batch: TrainBatch) -> tuple[Tensor, Tensor]:
+    """Frozen VAE: (target latents (B, C, Tl, h, w), reference latents (B, R, C, h, w))."""
+    x0 = model.vae.encode(frames_to_video(batch.frames))
+    b, r = batch.references.shape[:2]
+    images = images_to_tensor(batch.references).flatten(0, 1)  # (B*R, 3, H, W)
+    return x0, model.vae.encode_image(images).unflatten(0, (b, r))
+
+
+def conditioning(model, batch: TrainBatch, train: TrainConfig | None, *, drop: bool):
+    """Text and both audio tracks through `model`'s encoders; optional per-row CFG dropout."""
     from lpm_npc.model.conditioning import Conditioning
 
-    with torch.no_grad():
-        x0 = model.vae.encode(frames_to_video(batch.frames))
-        b, r = batch.references.shape[:2]
-        images = images_to_tensor(batch.references).flatten(0, 1)  # (B*R, 3, H, W)
-        ref_latents = model.vae.encode_image(images).unflatten(0, (b, r))
-    device = x0.device
-    speak = model.audio_encoder(batch.speak, track="speak")
-    listen = model.audio_encoder(batch.listen, track="listen")
+    device = batch.speak.device
+    b = batch.speak.shape[0]
+    speak = model.audio_encoder(batch.speak, "speak")
+    listen = model.audio_encoder(batch.listen, "listen")
     text, text_mask = model.text_encoder.encode_prompts(list(batch.prompts), device=device)
-    valid = batch.reference_valid
-    cond = Conditioning(text=text, text_mask=text_mask, speak=speak, listen=listen)
+    keeps = {}
     if drop and train is not None:
-        cond = Conditioning(
-            text=text,
-            text_mask=text_mask,
-            speak=speak,
-            listen=listen,
+        keeps = dict(
             text_keep=_keep(b, train.drop_text, device),
             speak_keep=_keep(b, train.drop_speak, device),
             listen_keep=_keep(b, train.drop_listen, device),
             refs_keep=_keep(b, train.drop_refs, device),
         )
+    return Conditioning(text=text, text_mask=text_mask, speak=speak, listen=listen, **keeps)
+
+
+def model_inputs(
+    model, batch: TrainBatch, train: TrainConfig | None, *, drop: bool = True
+) -> ModelInputs:
+    """Encode a batch; with `drop`, conditions are dropped per row with the recipe's probabilities."""
+    if train is not None:
+        batch = pick_references(batch, train.train_references)
+    x0, ref_latents = encode_pixels(model, batch)
+    cond = conditioning(model, batch, train, drop=drop)
+    valid = batch.reference_valid
     refs = (ref_latents, batch.role_ids, batch.label_ids, None if bool(valid.all()) else valid)
     return ModelInputs(x0=x0, refs=refs, cond=cond)

@@ -94,15 +94,18 @@ class StageResult:
 class StepSampler(Sampler[int]):
     """Endless dataset indices for one rank, starting at `start_step` (see module docstring)."""
 
-    def __init__(self, start_step: int, batch_size: int, rank: int, world_size: int) -> None:
+    def __init__(
+        self, start_step: int, batch_size: int, rank: int, world_size: int, length: int
+    ) -> None:
         self.start_step, self.batch_size = start_step, batch_size
         self.rank, self.world_size = rank, world_size
+        self.length = length  # indices wrap around a finite dataset
 
     def __iter__(self) -> Iterator[int]:
         step = self.start_step
         while True:
             base = (step * self.world_size + self.rank) * self.batch_size
-            yield from range(base, base + self.batch_size)
+            yield from (i % self.length for i in range(base, base + self.batch_size))
             step += 1
 
     def __len__(self) -> int:  # DataLoader only needs this for len(loader); we never ask
@@ -210,7 +213,13 @@ def run_stage(
     loader = DataLoader(
         dataset,
         batch_size=cfg.batch_size,
-        sampler=StepSampler(state.step, cfg.batch_size, info.rank, info.world_size),
+        sampler=StepSampler(
+            state.step,
+            cfg.batch_size,
+            info.rank,
+            info.world_size,
+            len(dataset),  # type: ignore[arg-type]
+        ),
         num_workers=opts.workers,
         collate_fn=collate,
         persistent_workers=False,

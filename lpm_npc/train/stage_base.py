@@ -14,7 +14,7 @@ import torch
 
 from lpm_npc.model.backbone import to_x0
 from lpm_npc.model.lpm import LPM
-from lpm_npc.train.batch import ClipBatch, clip_dataset, collate_clips, model_inputs
+from lpm_npc.train.batch import TrainBatch, clip_dataset, collate_clips, model_inputs
 from lpm_npc.train.flow_loss import add_noise, sample_t, velocity_error
 from lpm_npc.train.loop import StageObjective
 from lpm_npc.train.stage import StageContext, StageSetup
@@ -48,7 +48,7 @@ class BaseObjective(LPMObjective):
     def __init__(self, model: LPM, train_cfg) -> None:
         super().__init__(model, train_cfg, DENOISER_PARTS)
 
-    def forward(self, batch: ClipBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
         inputs = model_inputs(self.student, batch, self.train_cfg, drop=True)
         x0 = inputs.x0
         b, _, n_frames = x0.shape[:3]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from lpm_npc.model.lpm import LPM
-from lpm_npc.train.batch import ClipBatch, clip_dataset, collate_clips, model_inputs
+from lpm_npc.train.batch import TrainBatch, clip_dataset, collate_clips, model_inputs
 from lpm_npc.train.flow_loss import add_noise, masked_mean, sample_t, velocity_error
 from lpm_npc.train.stage import StageContext, StageSetup
 from lpm_npc.train.stage_base import DENOISER_PARTS, LPMObjective, load_student
@@ -36,7 +36,7 @@ class CausalObjective(LPMObjective):
     def __init__(self, model: LPM, train_cfg) -> None:
         super().__init__(model, train_cfg, DENOISER_PARTS)
 
-    def forward(self, batch: ClipBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
         inputs = model_inputs(self.student, batch, self.train_cfg, drop=True)
         x0 = inputs.x0
         cfg = self.student.cfg

@@ -16,7 +16,7 @@ import torch
 
 from lpm_npc.model.lpm import LPM
 from lpm_npc.model.vae import reconstruction_loss
-from lpm_npc.train.batch import ClipBatch, clip_dataset, collate_clips, frames_to_video
+from lpm_npc.train.batch import TrainBatch, clip_dataset, collate_clips, frames_to_video
 from lpm_npc.train.loop import StageObjective
 from lpm_npc.train.stage import StageContext, StageSetup
 
@@ -37,7 +37,7 @@ class VAEObjective(StageObjective):
         self.student = model
         freeze_except(model, "vae")
 
-    def forward(self, batch: ClipBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
         video = frames_to_video(batch.frames)
         out = self.student.vae(video, sample=True)
         loss = reconstruction_loss(video, out.recon, out.mean, out.logvar)
@@ -50,7 +50,7 @@ def measure_latent_stats(model: LPM, dataset, collate, batch_size: int) -> None:
     device = next(model.parameters()).device
     means = []
     for b in range(_STATS_BATCHES):
-        items = [dataset[10_000_000 + b * batch_size + i] for i in range(batch_size)]
+        items = [dataset[(b * batch_size + i) * 7919 % len(dataset)] for i in range(batch_size)]
         video = frames_to_video(collate(items).frames.to(device))
         mean, _ = model.vae.encode_dist(video)
         means.append(mean.transpose(0, 1).flatten(1))  # (C, N)
