@@ -179,7 +179,8 @@ def _paint_mouth(albedo, qx, qy, front, hf, grid, look: Look, ctl: Controls, win
     u = x / hw
     lift = F32(0.032) * _col(ctl.smile) * u * u + F32(0.03) * _col(ctl.asym) * np.clip(u, 0, 1) ** 2
     y = y - lift
-    open_h = F32(0.14) * jaw * (F32(1.0) + F32(0.25) * rnd) + F32(0.006)
+    # Spread lips part a little ("cheese"): a slit of teeth shows even with the jaw closed.
+    open_h = F32(0.14) * jaw * (F32(1.0) + F32(0.25) * rnd) + F32(0.006) + F32(0.014) * spread
     centre = -open_h * F32(0.5)
     half = open_h * F32(0.5)
     # Lips: an ellipse around the opening, upper and lower lips with their own thickness.
@@ -204,7 +205,7 @@ def _paint_mouth(albedo, qx, qy, front, hf, grid, look: Look, ctl: Controls, win
     tongue = ellipse_sdf(x, y - (bottom_y + F32(0.01)), hw_open * F32(0.6), F32(0.03))
     paint(inside, coverage(tongue, inv_aa), TONGUE)
     # A nearly closed mouth reads as a dark seam between the lips, not as teeth.
-    seam = np.clip(jaw * 8.0, 0.0, 1.0)
+    seam = np.clip((jaw + F32(0.15) * spread) * 8.0, 0.0, 1.0)
     inside = inside * seam + shaded(look.lip * F32(0.45), F32(1.0) - seam)
     paint(dst, a_open, inside)
 
