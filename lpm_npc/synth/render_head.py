@@ -236,7 +236,9 @@ def paint_head(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> Non
 
     # Ears and nose: small ellipsoids tested against the depth buffer.
     erx, ery, erz = look.ear_radii
-    for side in (-1.0, 1.0):
+    # Hair that falls below the ears covers them (they would poke through the thin shell).
+    ear_sides = () if hs.side < -0.3 else (-1.0, 1.0)
+    for side in ear_sides:
         centre = (side * rx * 0.96, look.ear_y, -0.03)
         sl = hf.sub_window(grid, ctl, look, centre, max(ery, erx) + 0.02)
         if sl is None:
