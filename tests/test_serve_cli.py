@@ -108,3 +108,15 @@ def test_demo_writes_video_and_contact_sheet(tmp_path: Path, capsys) -> None:
     assert (tmp_path / "demo.mp4").stat().st_size > 0 and (tmp_path / "contact_sheet.png").exists()
     assert any(p["interrupted"] for p in summary["playback"])
     assert summary["wall_seconds"] < 180
+
+
+def test_bench_serve_reports_the_ratios(capsys) -> None:
+    args = ["bench", "serve", "--sessions", "2", "--seconds", "0.5", "--preset", "test-tiny"]
+    assert cli_main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["per_session_fps"]) == 2 and all(f > 0 for f in report["per_session_fps"])
+    assert report["latency_ms_p95"] >= report["latency_ms_p50"] > 0
+    assert report["batched_vs_sequential"] > 0 and report["shm_vs_inline_delivery"] > 0
+    batched = report["phases"]["throughput_batched"]
+    assert batched["mean_batch"] > 1.0  # two sessions really shared steps
+    assert report["phases"]["throughput_sequential"]["mean_batch"] == 1.0

@@ -11,6 +11,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = parser.add_subparsers(dest="bench_command", metavar="BENCH_COMMAND")
     parser.set_defaults(func=lambda args: parser.print_help() or 1)
     register_generator(group)
+    from lpm_npc.bench.serve import register_serve  # the daemon end to end (lazy grpc inside)
+
+    register_serve(group)
 
 
 def register_generator(group: argparse._SubParsersAction) -> None:

@@ -108,8 +108,31 @@ def create_server(
     return lpm, port
 
 
+_LOOP: asyncio.AbstractEventLoop | None = None
+_LOOP_LOCK = threading.Lock()
+_KEEPALIVE: list[Any] = []
+
+
+def _shared_loop() -> asyncio.AbstractEventLoop:
+    """One event loop in one daemon thread for every ServerThread of the process: grpc.aio's
+    completion-queue poller belongs to the first loop that used it, so later loops would race it."""
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None:
+            _LOOP = asyncio.new_event_loop()
+            threading.Thread(target=_LOOP.run_forever, daemon=True, name="lpm-serve").start()
+
+            async def hold_grpc_aio() -> None:
+                # grpc.aio tears its poller down when its last object goes, while a callback may
+                # still be queued (a logged EBADF); an idle channel keeps it up between servers.
+                _KEEPALIVE.append(grpc.aio.insecure_channel("127.0.0.1:9"))
+
+            asyncio.run_coroutine_threadsafe(hold_grpc_aio(), _LOOP).result(10)
+        return _LOOP
+
+
 class ServerThread:
-    """Runs `create_server(...)` on its own event loop in a daemon thread.
+    """Runs `create_server(...)` on a background event loop (one daemon thread per process).
 
     Use as a context manager: `with ServerThread(generator=g, store_dir=d) as running:` then talk
     to `running.address`. `call(coro_fn)` runs a coroutine function on the server's loop (tests
@@ -119,10 +142,7 @@ class ServerThread:
     def __init__(self, address: str = "127.0.0.1:0", **kwargs: Any) -> None:
         self._address = address
         self._kwargs = kwargs
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, daemon=True, name="lpm-serve"
-        )
+        self._loop = _shared_loop()
         self.server: LpmServer | None = None
         self.port = 0
 
@@ -140,8 +160,6 @@ class ServerThread:
         return future.result(timeout)
 
     def start(self) -> ServerThread:
-        self._thread.start()
-
         async def build() -> None:
             self.server, self.port = create_server(self._address, **self._kwargs)
             await self.server.start()
@@ -156,8 +174,6 @@ class ServerThread:
             except (concurrent.futures.TimeoutError, RuntimeError):
                 log.exception("server did not stop cleanly")
             self.server = None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
 
     def __enter__(self) -> ServerThread:
         return self.start()
