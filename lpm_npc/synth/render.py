@@ -22,7 +22,7 @@ from lpm_npc.synth.render_look import Look, look_for
 
 MIN_SIZE = 64  # smallest frame side, px
 MAX_SIZE = 512  # largest frame side, px
-GROUP = 16  # frames painted together: amortises per-call overhead, keeps windows cache-sized
+GROUP = 12  # frames painted together: amortises per-call overhead, keeps windows cache-sized
 BASE_ZOOM = 1.3  # default framing: head and shoulders fill the frame
 CAMERA_Y = 0.1  # world height the default framing is centred on
 
