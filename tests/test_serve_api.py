@@ -345,3 +345,22 @@ def test_session_limit_and_reattach(generator, tmp_path) -> None:
             assert second.frames[0].seq == first.frames[-1].seq + 1  # the clock resumes
             c.close_session(session.session_id)
             c.open_session("ann")  # the slot is free again
+
+
+def test_degraded_daemon_refuses_new_sessions(generator, tmp_path) -> None:
+    with ServerThread(generator=generator, store_dir=str(tmp_path)) as running:
+        with LpmClient(running.address, timeout=30) as c:
+            c.register_images("ann", sheet_images(seed=1))
+            kept = c.open_session("ann")
+            chunk_ns = running.daemon.scheduler.chunk_ns
+
+            async def overload() -> None:  # what a machine too slow for real time records
+                for _ in range(10):
+                    running.daemon.scheduler.load.record_step(3 * chunk_ns, 1, 5 * chunk_ns)
+
+            running.call(overload)
+            with pytest.raises(grpc.RpcError) as error:
+                c.open_session("ann")
+            assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "real time" in error.value.details()
+            c.close_session(kept.session_id)  # existing sessions keep working

@@ -204,3 +204,20 @@ def test_segment_playback_events_and_prompt() -> None:
     assert kinds.index("PlaybackStartedOut") < kinds.index("FrameOut")
     assert kinds[-1] in ("PlaybackFinishedOut", "StatusOut")
     assert gen.prompts == ["cheerful"]
+
+
+def test_load_monitor_degrades_and_recovers_with_hysteresis() -> None:
+    from lpm_npc.engine.pacing import LoadMonitor
+
+    monitor = LoadMonitor(ServeConfig(), CHUNK_NS)
+    monitor.record_step(compute_ns=CHUNK_NS // 4, chunks=1, max_lateness_ns=0)
+    assert monitor.snapshot().rtf == pytest.approx(0.25) and not monitor.snapshot().degraded
+    for _ in range(10):
+        monitor.record_step(compute_ns=3 * CHUNK_NS, chunks=1, max_lateness_ns=5 * CHUNK_NS)
+    snap = monitor.snapshot()
+    assert snap.degraded and "late" in snap.reason and snap.rtf > 1
+    monitor.record_step(compute_ns=CHUNK_NS // 4, chunks=1, max_lateness_ns=0)
+    assert monitor.snapshot().degraded  # one good step is not enough (hysteresis)
+    for _ in range(20):
+        monitor.record_step(compute_ns=CHUNK_NS // 4, chunks=1, max_lateness_ns=0)
+    assert not monitor.snapshot().degraded
