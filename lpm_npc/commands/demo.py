@@ -51,7 +51,6 @@ class Script:
     speak: object  # float32 (N,): NPC audio as sent (the engine stops playback at the barge-in)
     listen: object  # float32 (N,)
     interrupt_at: int  # sample of the barge-in
-    lines: list  # [(start, end)] of the NPC lines, samples
 
 
 def _samples_root() -> Path:
@@ -110,8 +109,7 @@ def build_script(seed: int, lookahead_s: float) -> Script:
         events.append((at - ahead, segment_end_event(spb.TRACK_SPEAK)))
     events.append((interrupt_at, interrupt_event()))
     events.sort(key=lambda item: item[0])  # stable: a line's pieces keep their order
-    lines = [(line1_at, line1_at + len(line1)), (line2_at, interrupt_at)]
-    return Script(events, speak, listen, interrupt_at, lines)
+    return Script(events, speak, listen, interrupt_at)
 
 
 def _register_character(client, seed: int, work: Path):  # noqa: ANN001, ANN202
@@ -250,10 +248,19 @@ def run(args: argparse.Namespace) -> int:
     video = out / "demo.mp4"
     write_mp4(video, frames, 24, audio=audio)
     picks = np.linspace(0, len(frames) - 1, 11).round().astype(int)
+    # What the frames show, from the daemon's own playback events (the cut is where it stopped).
+    spoken, start = [], None
+    for event in result.playback:
+        pts = int(event["pts_ms"] * SAMPLE_RATE / 1000)
+        if event["event"] == "playback_started":
+            start = pts
+        elif start is not None:
+            spoken.append((start, pts))
+            start = None
     labels = []
     for i in picks:
         s = min(i * SAMPLES_PER_FRAME, len(script.listen) - 1)
-        speaking = any(a <= s < b for a, b in script.lines)
+        speaking = any(a <= s < b for a, b in spoken)
         labels.append(
             "speaking" if speaking else "listening" if abs(script.listen[s]) > 0 else "idle"
         )
