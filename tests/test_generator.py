@@ -193,3 +193,14 @@ def test_weights_round_trip(tmp_path, generator):
         load_lpm(tmp_path / "missing")
     cfg, _ = load_lpm(tmp_path / "missing", allow_random=True, preset="test")
     assert cfg.name == "test"
+
+
+def test_bench_generator_reports_ratios(tmp_path):
+    from lpm_npc.bench.generator import bench_generator
+
+    result = bench_generator(
+        preset="test", checkpoint=str(tmp_path / "none"), seconds=0.5, progress=False
+    )
+    assert result.checkpoint == "random" and result.chunks >= 2
+    assert result.rtf > 0 and result.first_frame_ms > 0 and result.peak_gflops > 0
+    assert 0 < result.mfu < 2 and result.flops_per_chunk > result.flops_per_chunk_transformer

@@ -312,7 +312,7 @@ class StreamingGenerator:
         if frames.shape[-1] != size or frames.shape[-2] != size:
             frames = F.interpolate(frames, size=(size, size), mode="bilinear", antialias=True)
         frames = ((frames + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        return frames.permute(0, 2, 3, 1).contiguous().numpy()
+        return frames.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
     @staticmethod
     def _check_open(state: SessionState) -> None:
