@@ -195,6 +195,7 @@ def test_weights_round_trip(tmp_path, generator):
     assert cfg.name == "test"
 
 
+@pytest.mark.slow  # a real (short) benchmark run: seconds of wall time
 def test_bench_generator_reports_ratios(tmp_path):
     from lpm_npc.bench.generator import bench_generator
 
