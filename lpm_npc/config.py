@@ -116,7 +116,9 @@ PRESETS: dict[str, ModelConfig] = {
         name="tiny",
         image_size=128,
         latent_channels=16,
-        vae_channels=(32, 64, 96, 128),
+        vae_channels=(16, 32, 64, 128),  # few channels at full res: decode fits the chunk budget
+        n_layers=6,  # 8 layers / ffn 768 measured RTF 0.55 on 2 threads; 6 / 512 cuts DiT FLOPs ~35%
+        ffn_dim=512,
     ),
     "small": ModelConfig(
         name="small",
@@ -210,6 +212,7 @@ class TrainConfig:
     preset: str  # ModelConfig preset that is trained
     stages: tuple[StageConfig, ...]  # run in this order by `lpm-npc train --all`
     data_seed: int = 1  # ClipDataset seed of the training characters (held-out seeds differ)
+    n_characters: int = 256  # training identities drawn from data_seed
     judge_seed: int = 7  # seed of the judge's random-pose frame stream
     # --- flow matching ---
     t_logit_mean: float = 0.0  # logit-normal t sampling: t = sigmoid(N(mean, std))
