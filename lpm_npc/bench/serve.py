@@ -208,6 +208,13 @@ def register_serve(group: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--checkpoint", default=None, help="checkpoint dir (default: embedded)")
     parser.add_argument("--random-weights", action="store_true", help="ignore the checkpoint")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads "
+        "(1 is often fastest on a busy machine: small ops oversubscribe)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run_serve)
 
@@ -219,6 +226,12 @@ def run_serve(args: argparse.Namespace) -> int:
         raise UserError(f"--sessions must be in [1, 64], got {args.sessions}")
     if not 0.5 <= args.seconds <= 600:
         raise UserError(f"--seconds must be in [0.5, 600], got {args.seconds}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     report = bench_serve(
         sessions=args.sessions,
         seconds=args.seconds,
