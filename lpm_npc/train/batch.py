@@ -50,7 +50,16 @@ def clip_dataset(ctx, n_frames: int):
     """The training ClipDataset of the recipe's data seed at the model's frame size."""
     from lpm_npc.synth.dataset import ClipDataset
 
-    return ClipDataset(seed=ctx.train.data_seed, size=ctx.model.image_size, n_frames=n_frames)
+    n_characters = ctx.train.n_characters
+    # Cache every character's sheet and most conversations: a miss costs ~4x a rendered clip.
+    return ClipDataset(
+        seed=ctx.train.data_seed,
+        size=ctx.model.image_size,
+        n_frames=n_frames,
+        n_characters=n_characters,
+        cache_characters=n_characters,
+        cache_conversations=2 * n_characters,
+    )
 
 
 def collate_clips(clips) -> TrainBatch:
