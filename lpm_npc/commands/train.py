@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=None, help="step cap per stage")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers per process")
+    parser.add_argument("--batch-size", type=int, default=None, help="per-process batch override")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     parser.add_argument(
         "--checkpoint-every", type=int, default=0, help="also checkpoint every N steps"
@@ -67,7 +68,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _model_config(preset: str, overrides: list[str]):
     import dataclasses
 
-    from lpm_npc.cli import UserError
     from lpm_npc.config import ModelConfig
 
     cfg = ModelConfig.from_name(preset)
@@ -76,7 +76,7 @@ def _model_config(preset: str, overrides: list[str]):
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or key not in names:
-            raise UserError(
+            raise ValueError(
                 f"--model-override {item!r}: expected FIELD=VALUE with FIELD in {sorted(names)}"
             )
         try:
@@ -90,19 +90,20 @@ def _model_config(preset: str, overrides: list[str]):
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from lpm_npc.cli import UserError
     from lpm_npc.config import TrainConfig
     from lpm_npc.train.distributed import init_distributed, shutdown_distributed
     from lpm_npc.train.recipe import RunOptions, run_named_stage, run_recipe
 
     if args.minutes is not None and args.minutes <= 0:
-        raise UserError(f"--minutes must be > 0, got {args.minutes}")
+        raise ValueError(f"--minutes must be > 0, got {args.minutes}")
     if args.steps is not None and args.steps <= 0:
-        raise UserError(f"--steps must be > 0, got {args.steps}")
+        raise ValueError(f"--steps must be > 0, got {args.steps}")
     if args.minutes_scale <= 0:
-        raise UserError(f"--minutes-scale must be > 0, got {args.minutes_scale}")
+        raise ValueError(f"--minutes-scale must be > 0, got {args.minutes_scale}")
+    if args.batch_size is not None and args.batch_size <= 0:
+        raise ValueError(f"--batch-size must be > 0, got {args.batch_size}")
     if args.workers < 0:
-        raise UserError(f"--workers must be >= 0, got {args.workers}")
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
     train = TrainConfig.from_name(args.preset)
     model = _model_config(train.preset, args.model_override)
     opts = RunOptions(
@@ -117,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every_steps=args.checkpoint_every,
         amp=args.amp,
         compile=args.compile,
+        batch_size=args.batch_size,
     )
     if args.export_only:
         from lpm_npc.train.export import export_checkpoint

@@ -59,6 +59,7 @@ class RunOptions:
     checkpoint_every_steps: int = 0  # extra step-based checkpoints
     amp: bool = False  # bf16 autocast on CUDA
     compile: bool = False  # torch.compile the objective
+    batch_size: int | None = None  # per-process batch override (None = recipe batch size)
 
 
 def final_weights(out_dir: Path, stage: str) -> dict[str, torch.Tensor]:
@@ -120,6 +121,12 @@ def run_named_stage(
         if done is not None:
             log.info("stage %s already finished (%d steps); skipping", name, done.steps)
             return done
+    if opts.batch_size is not None:
+        stages = tuple(
+            dataclasses.replace(s, batch_size=opts.batch_size) if s.name == name else s
+            for s in train.stages
+        )
+        train = dataclasses.replace(train, stages=stages)
     loop = loop_options(train, name, opts)
     if loop_overrides:
         loop = dataclasses.replace(loop, **loop_overrides)
