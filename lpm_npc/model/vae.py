@@ -47,12 +47,14 @@ FRAME_KERNEL = 3  # causal temporal kernel at video frame rate (this frame and t
 LATENT_BLOCKS = 2  # residual blocks at latent resolution and latent frame rate
 FRAME_MIX_LEVELS = 2  # lowest-resolution video-rate levels that get a causal temporal mix
 LOGVAR_RANGE = (-30.0, 20.0)  # clamp of the posterior log-variance (keeps exp() finite)
+LOGVAR_INIT = -6.0  # initial posterior log-variance (std 0.05): the decoder sees the mean at first
 
 
 def _act(x: Tensor) -> Tensor:
-    # ReLU, not SiLU: on CPU it is ~8x cheaper per element, and at 64x64 x 4 frames the
-    # activations are a tenth of the decoder's time (TAESD-style tiny decoders use ReLU too).
-    return F.relu(x)
+    # Hardswish, not SiLU: same shape, ~5x cheaper per element on CPU (SiLU was a tenth of the
+    # decoder's time at 64x64 x 4 frames), and in a 200-step overfit of rendered clips it trained
+    # as well as SiLU (26.0 vs 25.3 dB) and better than ReLU (24.0 dB).
+    return F.hardswish(x)
 
 
 class CausalTemporalConv(nn.Module):
@@ -92,7 +94,7 @@ class CausalTemporalConv(nn.Module):
 
 
 class TemporalMix(nn.Module):
-    """Residual causal temporal mixing: x + tconv(relu(x)); starts as the identity."""
+    """Residual causal temporal mixing: x + tconv(act(x)); starts as the identity."""
 
     def __init__(self, channels: int, kernel: int, slot: int, scale: int) -> None:
         super().__init__()
@@ -223,6 +225,29 @@ class _Decoder(nn.Module):
         return self.out(_act(x))  # (B*T, 3*4, H/2, W/2): sub-pixel output, see _decode_raw
 
 
+def _init_weights(net: nn.Module, out: nn.Conv2d, logvar_channels: int) -> None:
+    """He-normal init so activations keep their scale through the activation chain (PyTorch's default
+    shrinks them ~1.7x per layer: the latents started 50x smaller than the posterior noise and
+    nothing trained). Residual branches that start at zero stay zero; `out` gets gain 1, and its
+    last `logvar_channels` outputs start at log-variance LOGVAR_INIT."""
+    zero_init = {id(m.conv2) for m in net.modules() if isinstance(m, ResBlock)}
+    for m in net.modules():
+        if id(m) in zero_init or not isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            continue
+        if isinstance(m, nn.ConvTranspose2d):
+            fan_in = m.in_channels  # kernel 2, stride 2: each output pixel sees one input pixel
+        else:
+            fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+        gain = 1.0 if m is out else 2.0
+        with torch.no_grad():
+            m.weight.normal_(0.0, math.sqrt(gain / fan_in))
+            m.bias.zero_()
+    if logvar_channels:
+        with torch.no_grad():
+            out.weight[-logvar_channels:].zero_()
+            out.bias[-logvar_channels:].fill_(LOGVAR_INIT)
+
+
 @dataclass(frozen=True)
 class VAEOutput:
     """One training pass: reconstruction and the raw posterior it came from."""
@@ -250,6 +275,10 @@ class VideoVAE(nn.Module):
         self.cfg = cfg
         self.encoder = _Encoder(cfg)
         self.decoder = _Decoder(cfg)
+        _init_weights(self.encoder, self.encoder.out, cfg.latent_channels)
+        _init_weights(self.decoder, self.decoder.out, 0)
+        with torch.no_grad():  # decoded video starts flat grey: large random first outputs made
+            self.decoder.out.weight.zero_()  # Adam's first steps collapse the decoder
         self.encoder.to(memory_format=_CL)
         self.decoder.to(memory_format=_CL)
         # Per-channel statistics of encoded training latents, so the DiT sees ~unit variance.
