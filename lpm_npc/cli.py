@@ -13,7 +13,9 @@ import logging
 import sys
 
 # Each module defines `register(subparsers) -> None`; a handler is stored as `func` on its parser.
-COMMAND_MODULES: tuple[str, ...] = ("synth", "train", "model", "bench", "serve", "client", "demo")
+COMMAND_MODULES: tuple[str, ...] = (
+    "synth", "train", "model", "bench", "serve", "client", "demo", "render", "judge"
+)
 
 
 class UserError(Exception):

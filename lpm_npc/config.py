@@ -282,3 +282,45 @@ class ServeConfig:
     shed_lag_chunks: float = 1.0  # idle chunks this late are skipped (policy ANIMATE only)
     prepared_cache_size: int = 16  # prepared characters (reference K/V) kept in memory
     drain_grace_s: float = 5.0  # SIGTERM: time open streams get to finish
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """LPM-Bench-synth suite sizes and event-detector constants (`lpm_npc.bench.quality`)."""
+
+    name: str  # suite name
+    n_characters: int  # held-out characters (seeds never trained on)
+    conversation_seconds: float  # babble conversation per character (lip-sync, listening)
+    drift_seconds: float  # horizon of the identity-drift session
+    drift_window_s: float  # PSNR is averaged over the first and the last window of this length
+    text_seconds: float  # length of each prompted (text-control) clip
+    text_prompts: tuple[str, ...] = ("cheerful", "sad", "angry", "surprised", "skeptical")
+    gap_clips: int = 2  # clips on which student and teacher are compared
+    gap_frames: int = 16  # frames per student/teacher clip (the teacher is bidirectional)
+    nod_threshold_deg: float = 3.0  # head_pitch above its running median that counts as a nod
+    brow_threshold: float = 0.15  # brow_raise above its running median that counts as a raise
+    baseline_s: float = 1.0  # running-median window of the event detectors
+    refractory_s: float = 0.3  # minimum time between two events of one kind
+    rate_floor: float = 0.05  # events/s added to both rates so the ratio stays finite
+    seed: int = 0  # offset into the held-out character seeds and conversation seeds
+
+
+QUALITY_SUITES: dict[str, QualityConfig] = {
+    "quick": QualityConfig(
+        name="quick",
+        n_characters=2,
+        conversation_seconds=12.0,
+        drift_seconds=40.0,
+        drift_window_s=8.0,
+        text_seconds=3.0,
+    ),
+    "full": QualityConfig(
+        name="full",
+        n_characters=6,
+        conversation_seconds=30.0,
+        drift_seconds=600.0,
+        drift_window_s=60.0,
+        text_seconds=6.0,
+        gap_clips=6,
+    ),
+}

@@ -113,7 +113,13 @@ def test_whole_recipe_runs_and_exports_a_loadable_checkpoint(tmp_path):
         assert result.samples_per_s > 0
     export = tmp_path / "export"
     names = sorted(p.name for p in export.iterdir())
-    assert names == ["config.json", "judge.safetensors", "model.safetensors", "recipe.json"]
+    assert names == [
+        "config.json",
+        "judge.safetensors",
+        "model.safetensors",
+        "recipe.json",
+        "teacher.safetensors",
+    ]
     recipe = json.loads((export / "recipe.json").read_text())
     assert recipe["model_stage"] == "refiner" and recipe["data_seed"] == train.data_seed
     assert set(recipe["final_losses"]) == set(STAGES) and recipe["git_commit"]

@@ -14,6 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from lpm_npc.bench.serve import register_serve  # the daemon end to end (lazy grpc inside)
 
     register_serve(group)
+    from lpm_npc.bench.quality_cli import register_quality  # LPM-Bench-synth (helper E)
+
+    register_quality(group)
 
 
 def register_generator(group: argparse._SubParsersAction) -> None:

@@ -5,6 +5,8 @@ Output (`dest/`):
 - `model.safetensors` the LPM state dict of the last finished model stage (normally `refiner`),
                       floating tensors cast to `TrainConfig.export_dtype` (fp16 by default),
 - `judge.safetensors` the judge's weights (same dtype), read by bench and `lpm-npc judge`,
+- `teacher.safetensors` the Base LPM's backbone and encoders (the `base` stage; same dtype), read
+                      by `bench quality` for the student-teacher gap (the VAE is shared),
 - `recipe.json`       the training recipe, data seeds, per-stage steps / samples / seconds / losses,
                       git commit, device, torch version.
 The total must stay under `max_bytes` (40 MB: the default is committed to the repository).
@@ -34,6 +36,7 @@ from lpm_npc.train.loop import StageResult, completed_result, stage_dir
 log = logging.getLogger(__name__)
 
 MAX_EXPORT_BYTES = 40 * 1024 * 1024
+TEACHER_FILE = "teacher.safetensors"
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -103,6 +106,11 @@ def export_checkpoint(
     net = JudgeNet(image_size=train.judge_size)
     net.load_state_dict(judge_state)
     save_judge(dest / JUDGE_FILE, net, _cast(judge_state, dtype))
+    if "base" in results:
+        base = load_file(str(stage_dir(run_dir, "base") / "final.safetensors"))
+        parts = ("backbone.", "audio_encoder.", "text_encoder.")
+        teacher = {k: v for k, v in base.items() if k.startswith(parts)}
+        save_tensors_atomic(dest / TEACHER_FILE, _cast(teacher, dtype), metadata={"stage": "base"})
     write_json_atomic(
         dest / "config.json", {"preset": model.name, "overrides": model_overrides(model)}
     )
