@@ -292,8 +292,6 @@ class VideoVAE(nn.Module):
         self.decoder = _Decoder(cfg)
         _init_weights(self.encoder, self.encoder.out, cfg.latent_channels)
         _init_weights(self.decoder, self.decoder.out, 0)
-        with torch.no_grad():  # decoded video starts flat grey: large random first outputs made
-            self.decoder.out.weight.zero_()  # Adam's first steps collapse the decoder
         self.encoder.to(memory_format=_CL)
         self.decoder.to(memory_format=_CL)
         # Per-channel statistics of encoded training latents, so the DiT sees ~unit variance.
