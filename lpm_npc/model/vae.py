@@ -20,11 +20,18 @@ Contract:
   latent frame of a clip that holds still: references share the latent distribution of video.
 
 Speed layout (the decoder runs once per streaming chunk on a 2-core CPU): most capacity sits at the
-latent resolution and at latent frame rate; time is expanded (1 latent frame -> 4 video frames) at
-the lowest resolution; each higher level has one cheap temporal mix and one residual block; the
-full-resolution level is a single transposed conv in and a 3x3 conv out with few channels. There
-are no normalisation layers (residual branches start at zero instead), and all activations are
-channels-last, the fast layout of the CPU convolution kernels.
+latent side (16x16 for tiny) and at latent frame rate (two residual blocks on one frame per
+group); time is expanded (1 latent frame -> 4 video frames) at the latent side; each higher level
+has one residual block (plus a cheap causal temporal mix on the two lowest levels). No decoder conv
+runs at full resolution: the last level (H/2) emits 3*2*2 channels that are pixel-shuffled into
+RGB (sub-pixel convolution), so `vae_channels[0]` is only the encoder's full-resolution stem
+width. No normalisation layers (residual branches start at zero instead), Hardswish activations
+(cheap on CPU), every tensor channels-last (the fast layout of the CPU conv kernels). Keep the VAE
+in fp32 on CPUs without AMX: bf16 convolutions measured ~8x slower there.
+
+Training notes: weights are He-initialised and the posterior log-variance starts at LOGVAR_INIT so
+the decoder sees the latent mean from step one; use an LR warm-up (without one, lr 1e-3 collapsed
+the decoder to a flat image in the first steps).
 
 This module does not train (see `lpm_npc.train`), clamp or quantise pixels, or know about sessions.
 """
