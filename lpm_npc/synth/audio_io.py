@@ -14,7 +14,6 @@ from math import gcd
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from scipy.signal import resample_poly
 
 from lpm_npc.config import SAMPLE_RATE
@@ -71,6 +70,8 @@ def read_wav(path: str | Path, *, resample: bool = False) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
     _check_riff_not_truncated(path)
+    import soundfile as sf  # lazy: training machines without libsndfile never read WAVs
+
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as error:
@@ -113,5 +114,7 @@ def write_wav(path: str | Path, pcm: np.ndarray) -> Path:
     pcm = validate_pcm(pcm)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    import soundfile as sf
+
     sf.write(str(path), np.clip(pcm, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
     return path
