@@ -105,38 +105,77 @@ class ModelInputs:
     cond: object  # model.conditioning.Conditioning
 
 
-def pick_references(batch: TrainBatch, n: int) -> TrainBatch:
-    """A random subset of at most `n` valid references per row (global torch RNG).
+def reference_order(batch: TrainBatch, n: int) -> Tensor | None:
+    """Indices (B, n) of a random subset of at most `n` valid references per row, or None for all.
 
     Fewer references per clip cost less (each adds a latent frame of keys in every layer) and teach
     the model to work from sheets of any size; the bench's single-reference ablation relies on it.
+    Draws from the global torch RNG (seeded per step by the loop).
     """
-    import dataclasses
-
-    r = batch.references.shape[1]
-    if n <= 0 or r <= n:
-        return batch
+    if n <= 0 or batch.references.shape[1] <= n:
+        return None
     valid = batch.reference_valid
     score = torch.rand(valid.shape, device=valid.device) + valid.float()
     order = score.argsort(dim=1, descending=True)[:, :n]  # valid ones first, random among them
-    order = order.sort(dim=1).values
-    rows = torch.arange(order.shape[0], device=order.device)[:, None]
-    return dataclasses.replace(
-        batch,
-        references=batch.references[rows, order],
-        reference_valid=valid[rows, order],
-        role_ids=batch.role_ids[rows, order],
-        label_ids=batch.label_ids[rows, order],
-    )
+    return order.sort(dim=1).values
+
+
+class ReferenceLatentCache:
+    """Frozen-VAE latents of each training character's whole reference sheet, encoded once.
+
+    A character's sheet is the same in every clip, so after the `vae` stage (VAE frozen) its
+    latents never change; encoding them every step would cost as much as encoding the clips.
+    Keyed by character seed; bounded (oldest out first). Not a module: never saved.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        from collections import OrderedDict
+
+        self.capacity = capacity
+        self._store: OrderedDict[int, Tensor] = OrderedDict()
+
+    @torch.no_grad()
+    def latents(self, model, batch: TrainBatch) -> Tensor:
+        """(B, R, C, h, w) latents of every (padded) reference of the batch."""
+        seeds = list(batch.character_seeds)
+        missing = [i for i, seed in enumerate(seeds) if seed not in self._store]
+        if missing:
+            encoded = _encode_references(model, batch.references[missing])
+            for row, latent in zip(missing, encoded):
+                self._store[seeds[row]] = latent
+                if len(self._store) > self.capacity:
+                    self._store.popitem(last=False)
+        for seed in seeds:
+            self._store.move_to_end(seed)
+        return torch.stack([self._store[seed] for seed in seeds])
+
+
+def _encode_references(model, references: Tensor) -> Tensor:
+    b, r = references.shape[:2]
+    images = images_to_tensor(references).flatten(0, 1)  # (B*R, 3, H, W)
+    return model.vae.encode_image(images).unflatten(0, (b, r))
 
 
 @torch.no_grad()
-def encode_pixels(model, batch: TrainBatch) -> tuple[Tensor, Tensor]:
+def encode_pixels(
+    model, batch: TrainBatch, cache: ReferenceLatentCache | None = None
+) -> tuple[Tensor, Tensor]:
     """Frozen VAE: (target latents (B, C, Tl, h, w), reference latents (B, R, C, h, w))."""
     x0 = model.vae.encode(frames_to_video(batch.frames))
-    b, r = batch.references.shape[:2]
-    images = images_to_tensor(batch.references).flatten(0, 1)  # (B*R, 3, H, W)
-    return x0, model.vae.encode_image(images).unflatten(0, (b, r))
+    refs = cache.latents(model, batch) if cache is not None else None
+    return x0, refs if refs is not None else _encode_references(model, batch.references)
+
+
+def reference_inputs(
+    batch: TrainBatch, latents: Tensor, order: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """The `forward_train` reference tuple, restricted to `order` (see `reference_order`)."""
+    valid, roles, labels = batch.reference_valid, batch.role_ids, batch.label_ids
+    if order is not None:
+        rows = torch.arange(order.shape[0], device=order.device)[:, None]
+        latents, valid = latents[rows, order], valid[rows, order]
+        roles, labels = roles[rows, order], labels[rows, order]
+    return latents, roles, labels, None if bool(valid.all()) else valid
 
 
 def conditioning(model, batch: TrainBatch, train: TrainConfig | None, *, drop: bool):
@@ -160,13 +199,15 @@ def conditioning(model, batch: TrainBatch, train: TrainConfig | None, *, drop: b
 
 
 def model_inputs(
-    model, batch: TrainBatch, train: TrainConfig | None, *, drop: bool = True
+    model,
+    batch: TrainBatch,
+    train: TrainConfig | None,
+    *,
+    drop: bool = True,
+    cache: ReferenceLatentCache | None = None,
 ) -> ModelInputs:
     """Encode a batch; with `drop`, conditions are dropped per row with the recipe's probabilities."""
-    if train is not None:
-        batch = pick_references(batch, train.train_references)
-    x0, ref_latents = encode_pixels(model, batch)
+    order = reference_order(batch, train.train_references) if train is not None else None
+    x0, ref_latents = encode_pixels(model, batch, cache)
     cond = conditioning(model, batch, train, drop=drop)
-    valid = batch.reference_valid
-    refs = (ref_latents, batch.role_ids, batch.label_ids, None if bool(valid.all()) else valid)
-    return ModelInputs(x0=x0, refs=refs, cond=cond)
+    return ModelInputs(x0=x0, refs=reference_inputs(batch, ref_latents, order), cond=cond)

@@ -61,6 +61,7 @@ def save_tensors_atomic(
     os.close(fd)
     try:
         save_file(_contiguous(tensors), tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; exported weights are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

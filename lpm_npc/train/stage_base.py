@@ -14,7 +14,13 @@ import torch
 
 from lpm_npc.model.backbone import to_x0
 from lpm_npc.model.lpm import LPM
-from lpm_npc.train.batch import TrainBatch, clip_dataset, collate_clips, model_inputs
+from lpm_npc.train.batch import (
+    ReferenceLatentCache,
+    TrainBatch,
+    clip_dataset,
+    collate_clips,
+    model_inputs,
+)
 from lpm_npc.train.flow_loss import add_noise, sample_t, velocity_error
 from lpm_npc.train.loop import StageObjective
 from lpm_npc.train.stage import StageContext, StageSetup
@@ -30,6 +36,7 @@ class LPMObjective(StageObjective):
         super().__init__()
         self.student = model
         self.train_cfg = train_cfg
+        self.reference_cache = ReferenceLatentCache()
         freeze_except(model, *trainable)
 
     def train(self, mode: bool = True):
@@ -49,7 +56,9 @@ class BaseObjective(LPMObjective):
         super().__init__(model, train_cfg, DENOISER_PARTS)
 
     def forward(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        inputs = model_inputs(self.student, batch, self.train_cfg, drop=True)
+        inputs = model_inputs(
+            self.student, batch, self.train_cfg, drop=True, cache=self.reference_cache
+        )
         x0 = inputs.x0
         b, _, n_frames = x0.shape[:3]
         tc = self.train_cfg

@@ -37,7 +37,9 @@ class CausalObjective(LPMObjective):
         super().__init__(model, train_cfg, DENOISER_PARTS)
 
     def forward(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        inputs = model_inputs(self.student, batch, self.train_cfg, drop=True)
+        inputs = model_inputs(
+            self.student, batch, self.train_cfg, drop=True, cache=self.reference_cache
+        )
         x0 = inputs.x0
         cfg = self.student.cfg
         b, _, n_frames = x0.shape[:3]

@@ -23,7 +23,8 @@ from lpm_npc.train.batch import (
     collate_clips,
     conditioning,
     encode_pixels,
-    pick_references,
+    reference_inputs,
+    reference_order,
 )
 from lpm_npc.train.flow_loss import add_noise, masked_mean, velocity_error
 from lpm_npc.train.stage import StageContext, StageSetup
@@ -57,10 +58,9 @@ class DistillObjective(LPMObjective):
 
     def encode(self, batch: TrainBatch) -> tuple[ModelInputs, ModelInputs]:
         """(student inputs, teacher inputs) sharing the frozen VAE's latents; no CFG dropout."""
-        batch = pick_references(batch, self.train_cfg.train_references)
-        x0, ref_latents = encode_pixels(self.student, batch)
-        valid = batch.reference_valid
-        refs = (ref_latents, batch.role_ids, batch.label_ids, None if bool(valid.all()) else valid)
+        order = reference_order(batch, self.train_cfg.train_references)
+        x0, ref_latents = encode_pixels(self.student, batch, self.reference_cache)
+        refs = reference_inputs(batch, ref_latents, order)
         student_cond = conditioning(self.student, batch, None, drop=False)
         with torch.no_grad():
             teacher_cond = conditioning(self.teacher, batch, None, drop=False)
