@@ -14,7 +14,15 @@ import sys
 
 # Each module defines `register(subparsers) -> None`; a handler is stored as `func` on its parser.
 COMMAND_MODULES: tuple[str, ...] = (
-    "synth", "train", "model", "bench", "serve", "client", "demo", "render", "judge"
+    "synth",
+    "train",
+    "model",
+    "bench",
+    "serve",
+    "client",
+    "demo",
+    "render",
+    "judge",
 )
 
 

@@ -202,7 +202,9 @@ class StageConfig:
         if self.name not in TRAIN_STAGES:
             raise ValueError(f"stage name {self.name!r} not in {TRAIN_STAGES}")
         if self.clip_frames % 4 != 0 or self.clip_frames <= 0:
-            raise ValueError(f"clip_frames must be a positive multiple of 4, got {self.clip_frames}")
+            raise ValueError(
+                f"clip_frames must be a positive multiple of 4, got {self.clip_frames}"
+            )
 
 
 @dataclass(frozen=True)
@@ -234,7 +236,9 @@ class TrainConfig:
     @classmethod
     def from_name(cls, name: str) -> TrainConfig:
         if name not in TRAIN_PRESETS:
-            raise KeyError(f"unknown training preset {name!r}; choose one of {sorted(TRAIN_PRESETS)}")
+            raise KeyError(
+                f"unknown training preset {name!r}; choose one of {sorted(TRAIN_PRESETS)}"
+            )
         return TRAIN_PRESETS[name]
 
     def stage(self, name: str) -> StageConfig:
