@@ -111,3 +111,14 @@ def test_recipe_budget_fits_four_hours():
     tiny = TrainConfig.from_name("tiny")
     assert sum(s.minutes for s in tiny.stages) <= 240
     assert [s.name for s in tiny.stages][0] == "vae"
+
+
+def test_minutes_scale_and_per_stage_overrides(tmp_path):
+    from lpm_npc.train.recipe import RunOptions, loop_options
+
+    tiny = TrainConfig.from_name("tiny")
+    scaled = loop_options(tiny, "base", RunOptions(out_dir=tmp_path, minutes_scale=0.033))
+    assert scaled.minutes == pytest.approx(tiny.stage("base").minutes * 0.033)
+    assert sum(s.minutes for s in tiny.stages) * 0.033 < 8.5  # the ~8 min GPU budget
+    fixed = loop_options(tiny, "base", RunOptions(out_dir=tmp_path, minutes=3, steps=7))
+    assert fixed.minutes == 3 and fixed.max_steps == 7
