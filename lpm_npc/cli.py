@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from lpm_npc.errors import UserError
+
 # Each module defines `register(subparsers) -> None`; a handler is stored as `func` on its parser.
 COMMAND_MODULES: tuple[str, ...] = (
     "synth",
@@ -24,10 +26,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "render",
     "judge",
 )
-
-
-class UserError(Exception):
-    """A mistake in what the user asked for: printed as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

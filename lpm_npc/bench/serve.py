@@ -220,7 +220,7 @@ def register_serve(group: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from lpm_npc.cli import UserError
+    from lpm_npc.errors import UserError
 
     if not 1 <= args.sessions <= 64:
         raise UserError(f"--sessions must be in [1, 64], got {args.sessions}")

@@ -42,7 +42,7 @@ def run_generator(args: argparse.Namespace) -> int:
     import sys
 
     from lpm_npc.bench.generator import as_dict, bench_generator
-    from lpm_npc.cli import UserError
+    from lpm_npc.errors import UserError
 
     if args.seconds <= 0:
         raise UserError(f"--seconds must be > 0, got {args.seconds}")

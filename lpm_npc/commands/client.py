@@ -70,7 +70,7 @@ def _rpc(fn, *a):  # noqa: ANN001, ANN002, ANN202
     """Call and turn a gRPC error into a one-line user error."""
     import grpc
 
-    from lpm_npc.cli import UserError
+    from lpm_npc.errors import UserError
 
     try:
         return fn(*a)

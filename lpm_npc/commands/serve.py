@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import signal
 
-    from lpm_npc.cli import UserError
     from lpm_npc.config import ServeConfig
+    from lpm_npc.errors import UserError
 
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in [0, 65535], got {args.port}")

@@ -61,6 +61,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FIELD=VALUE",
         help="override a ModelConfig field (json value), e.g. dim=64 (repeatable)",
     )
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="warm-start the stage's student from this safetensors (e.g. EXPORT/judge.safetensors)",
+    )
     parser.add_argument("--json", action="store_true", help="print stage results as json")
     parser.set_defaults(func=run)
 
@@ -104,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be > 0, got {args.batch_size}")
     if args.workers < 0:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    if args.init_from is not None and not args.stage:
+        raise ValueError("--init-from applies to one --stage, not to --all")
     train = TrainConfig.from_name(args.preset)
     model = _model_config(train.preset, args.model_override)
     opts = RunOptions(
@@ -119,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         amp=args.amp,
         compile=args.compile,
         batch_size=args.batch_size,
+        init_from=args.init_from,
     )
     if args.export_only:
         from lpm_npc.train.export import export_checkpoint

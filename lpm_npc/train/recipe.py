@@ -58,6 +58,9 @@ class RunOptions:
     progress: bool = True  # tqdm bars
     checkpoint_every_steps: int = 0  # extra step-based checkpoints
     amp: bool = False  # bf16 autocast on CUDA
+    init_from: Path | None = (
+        None  # warm start: a safetensors of the stage's student (e.g. an export)
+    )
     compile: bool = False  # torch.compile the objective
     batch_size: int | None = None  # per-process batch override (None = recipe batch size)
 
@@ -69,6 +72,14 @@ def final_weights(out_dir: Path, stage: str) -> dict[str, torch.Tensor]:
             f"stage {stage!r} has no final weights at {path}; run `lpm-npc train --stage {stage}` first"
         )
     return load_file(str(path))
+
+
+def warm_start_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A student state dict to continue from (exports are fp16: cast floats back to fp32)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--init-from: no safetensors file at {path}")
+    state = load_file(str(path))
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def loop_options(train: TrainConfig, name: str, opts: RunOptions) -> LoopOptions:
@@ -99,7 +110,9 @@ def build_context(
         stage=train.stage(name),
         out_dir=opts.out_dir,
         device=info.device,
-        init_state=final_weights(opts.out_dir, init) if init else None,
+        init_state=warm_start_weights(opts.init_from)
+        if opts.init_from is not None
+        else (final_weights(opts.out_dir, init) if init else None),
         teacher_state=final_weights(opts.out_dir, TEACHER_STAGE) if name in NEEDS_TEACHER else None,
     )
 
