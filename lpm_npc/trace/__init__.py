@@ -1,1 +1,0 @@
-"""lpm_npc.trace"""
