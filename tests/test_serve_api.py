@@ -248,9 +248,9 @@ def test_two_sessions_are_batched_in_one_step(client, character, generator) -> N
         t.join()
     for result in results:
         _check_stream(result, len(speak))
+    # Both streams overlap for several chunks, so at least one step must serve both sessions. How
+    # many more do depends on thread timing on a loaded CI machine, so it is not asserted here.
     assert any(len(step) == 2 for step in generator.steps), generator.steps
-    batched = sum(len(step) for step in generator.steps if len(step) == 2)
-    assert batched >= len(speak) // SPC, "most chunks of both sessions shared a step"
     for session in sessions:
         client.close_session(session.session_id)
 
