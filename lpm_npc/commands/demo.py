@@ -204,22 +204,7 @@ def run(args: argparse.Namespace) -> int:
                 if kind == "frame":
                     f = event.frame
                     image = np.frombuffer(f.data, np.uint8).reshape(f.height, f.width, 3)
-                    result.frames.append(
-                        ReceivedFrame(
-                            f.seq,
-                            f.chunk_index,
-                            f.pts_samples,
-                            f.pts_ms,
-                            image,
-                            f.input_ready_unix_ns,
-                            f.step_started_unix_ns,
-                            f.step_finished_unix_ns,
-                            f.generated_at_unix_ns,
-                            time.time_ns(),
-                            f.speaking,
-                            f.idle,
-                        )
-                    )
+                    result.frames.append(ReceivedFrame.from_proto(f, image))
                     shown[0] = f.pts_samples + SAMPLES_PER_FRAME
                     bar.update(1)
                 elif kind in ("playback_started", "playback_finished"):

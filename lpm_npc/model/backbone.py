@@ -213,6 +213,31 @@ class DiT(nn.Module):
             x = block(x, mod, self_attend)
         return keys, values
 
+    @staticmethod
+    def _conditioned_block(
+        block: nn.Module,
+        x: Tensor,
+        mod: Tensor,
+        self_attend,
+        cond,
+        text: Tensor,
+        text_bias: Tensor | None,
+        text_keep: Tensor | None,
+    ) -> Tensor:
+        """One DiT block with its audio track: even layers read SPEAK, odd layers LISTEN."""
+        speak = block.audio_track == SPEAK
+        audio = cond.speak if speak else cond.listen
+        return block(
+            x,
+            mod,
+            self_attend,
+            text=text,
+            text_bias=text_bias,
+            audio=audio.to(x.dtype),
+            text_keep=text_keep,
+            audio_keep=cond.speak_keep if speak else cond.listen_keep,
+        )
+
     @torch.no_grad()
     def encode_references(self, latents: Tensor, roles: Tensor, labels: Tensor) -> ReferenceCache:
         """One character's references (R, C, h, w) -> its ReferenceCache (computed once)."""
@@ -275,17 +300,8 @@ class DiT(nn.Module):
                 values = vs[0] if len(vs) == 1 else torch.cat(vs, dim=2)
                 return attend(apply_rope(q, current), keys, values, pieces_bias)
 
-            audio = cond.speak if block.audio_track == SPEAK else cond.listen
-            keep = cond.speak_keep if block.audio_track == SPEAK else cond.listen_keep
-            x = block(
-                x,
-                mod,
-                self_attend,
-                text=text,
-                text_bias=text_bias,
-                audio=audio.to(x.dtype),
-                text_keep=text_keep,
-                audio_keep=keep,
+            x = self._conditioned_block(
+                block, x, mod, self_attend, cond, text, text_bias, text_keep
             )
         return self.output(x, emb, n_frames)
 
@@ -401,17 +417,8 @@ class Backbone(DiT):
                     allowed,
                 )
 
-            audio = cond.speak if block.audio_track == SPEAK else cond.listen
-            keep = cond.speak_keep if block.audio_track == SPEAK else cond.listen_keep
-            x = block(
-                x,
-                mod,
-                self_attend,
-                text=text,
-                text_bias=text_bias,
-                audio=audio.to(x.dtype),
-                text_keep=text_keep,
-                audio_keep=keep,
+            x = self._conditioned_block(
+                block, x, mod, self_attend, cond, text, text_bias, text_keep
             )
         return self.output(x, emb, n_frames)
 

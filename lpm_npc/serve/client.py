@@ -192,6 +192,24 @@ class ReceivedFrame:
     speaking: bool
     idle: bool
 
+    @classmethod
+    def from_proto(cls, f: spb.Frame, image: np.ndarray | None) -> ReceivedFrame:
+        """A Frame event as received now, with its decoded image (copied by the caller if needed)."""
+        return cls(
+            f.seq,
+            f.chunk_index,
+            f.pts_samples,
+            f.pts_ms,
+            image,
+            f.input_ready_unix_ns,
+            f.step_started_unix_ns,
+            f.step_finished_unix_ns,
+            f.generated_at_unix_ns,
+            time.time_ns(),
+            f.speaking,
+            f.idle,
+        )
+
 
 @dataclass
 class ConversationResult:
@@ -276,20 +294,7 @@ def stream_conversation(
                 f = event.frame
                 image = decode_frame(f, ring)
                 result.overwritten += image is None
-                frame = ReceivedFrame(
-                    f.seq,
-                    f.chunk_index,
-                    f.pts_samples,
-                    f.pts_ms,
-                    None if image is None else image.copy(),
-                    f.input_ready_unix_ns,
-                    f.step_started_unix_ns,
-                    f.step_finished_unix_ns,
-                    f.generated_at_unix_ns,
-                    time.time_ns(),
-                    f.speaking,
-                    f.idle,
-                )
+                frame = ReceivedFrame.from_proto(f, None if image is None else image.copy())
                 result.frames.append(frame)
                 if on_frame is not None:
                     on_frame(frame)
