@@ -18,6 +18,7 @@ from lpm_npc.errors import UserError
 COMMAND_MODULES: tuple[str, ...] = (
     "synth",
     "train",
+    "data",
     "model",
     "bench",
     "serve",

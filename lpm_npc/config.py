@@ -68,6 +68,7 @@ class ModelConfig:
     rope_theta: float = 10_000.0  # RoPE base of every axis of the 3D (t, h, w) rotary embedding
     reference_offset: int = 1  # references sit this many latent frames after the chunk's last one
     time_freq_dim: int = 256  # sinusoidal features of the diffusion time before the time MLP
+    spatial_position_embedding: bool = False  # fixed 2D sin-cos position added to every token
     # --- derived ---
     head_dim: int = field(init=False)  # dim // n_heads
     latent_size: int = field(init=False)  # latent side = image_size // spatial_stride
@@ -119,6 +120,7 @@ PRESETS: dict[str, ModelConfig] = {
         vae_channels=(16, 32, 64, 128),  # few channels at full res: decode fits the chunk budget
         n_layers=6,  # 8 layers / ffn 768 measured RTF 0.55 on 2 threads; 6 / 512 cuts DiT FLOPs ~35%
         ffn_dim=512,
+        spatial_position_embedding=True,
     ),
     "small": ModelConfig(
         name="small",
@@ -154,6 +156,7 @@ PRESETS: dict[str, ModelConfig] = {
         text_max_tokens=8,
         text_vocab=256,
         time_freq_dim=64,
+        spatial_position_embedding=True,
     ),
     "lpm-17b": ModelConfig(
         name="lpm-17b",
@@ -227,6 +230,11 @@ class TrainConfig:
     # teacher guidance when it makes distillation targets: pred += w * (pred - pred_without_c)
     teacher_guidance: tuple[tuple[str, float], ...] = (("text", 0.5), ("speak", 0.5))
     train_references: int = 4  # references per training clip (random subset of the sheet)
+    anchor_references: bool = True  # the global shot and the front view are always in the subset
+    # Extra loss weight inside the renderer's mouth and eye boxes (latent cells they touch); the
+    # map is renormalised to mean 1 per frame, so only the share of the loss moves to the face.
+    mouth_loss_weight: float = 4.0
+    eyes_loss_weight: float = 2.0
     # --- distillation ---
     teacher_steps: int = 4  # teacher Euler steps for distillation targets (4 was within 1 dB of 16)
     rollout_chunks: int = 3  # chunks the student generates per self-rollout sample
@@ -301,6 +309,7 @@ class QualityConfig:
     text_prompts: tuple[str, ...] = ("cheerful", "sad", "angry", "surprised", "skeptical")
     gap_clips: int = 2  # clips on which student and teacher are compared
     gap_frames: int = 16  # frames per student/teacher clip (the teacher is bidirectional)
+    teacher_steps: int = 0  # Euler steps of the teacher rung; 0 = ModelConfig.teacher_steps
     nod_threshold_deg: float = 3.0  # head_pitch above its running median that counts as a nod
     brow_threshold: float = 0.15  # brow_raise above its running median that counts as a raise
     baseline_s: float = 1.0  # running-median window of the event detectors
@@ -317,6 +326,7 @@ QUALITY_SUITES: dict[str, QualityConfig] = {
         drift_seconds=40.0,
         drift_window_s=8.0,
         text_seconds=3.0,
+        teacher_steps=4,  # the recipe's distillation-target steps (TrainConfig.teacher_steps)
     ),
     "full": QualityConfig(
         name="full",

@@ -53,14 +53,27 @@ def _visemes(args: argparse.Namespace) -> int:
 def _register_conversation(group: argparse._SubParsersAction) -> None:
     p = group.add_parser(
         "conversation",
-        help="direct and render a two-party conversation clip",
+        help="direct and render a two-party conversation clip (babble, or given audio)",
         description=(
             "Write speak.wav, listen.wav, motion.npz, script.json and video.mp4 of a directed "
-            "NPC/player conversation into --out."
+            "NPC/player conversation into --out. With --speak/--listen the NPC performs the given "
+            "tracks (lip-sync to --speak, listening to --listen) instead of babble."
         ),
     )
     p.add_argument("--seed", type=int, default=0, help="conversation (and default character) seed")
-    p.add_argument("--seconds", type=float, default=10.0, help="clip length, s (0.5..3600)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="babble clip length, s (0.5..3600; default 10); given tracks set their own length",
+    )
+    p.add_argument("--speak", default=None, help="the NPC's voice: a WAV (any rate/channels)")
+    p.add_argument("--listen", default=None, help="the player's voice: a WAV (any rate/channels)")
+    p.add_argument(
+        "--turns",
+        default=None,
+        help='JSON list of {"speaker": "npc"|"player", "start_s", "end_s"} (default: from audio)',
+    )
     p.add_argument("--size", type=int, default=128, help="frame side, px (even, 64..512)")
     p.add_argument(
         "--character", default=None, help="designer sheet folder; its seed picks the look"
@@ -78,16 +91,34 @@ def _register_conversation(group: argparse._SubParsersAction) -> None:
 def _conversation(args: argparse.Namespace) -> int:
     import sys
 
-    from lpm_npc.synth.conversation import make_conversation_clip
+    from lpm_npc.synth.conversation import make_conversation_clip, make_tracks_clip
 
-    summary = make_conversation_clip(
-        args.seed,
-        args.seconds,
-        args.size,
-        args.out,
-        character_dir=args.character,
-        prompt=args.prompt,
-        progress=sys.stderr.isatty(),
-    )
+    progress = sys.stderr.isatty()
+    if args.speak is not None or args.listen is not None:
+        if args.seconds is not None:
+            raise ValueError("--seconds applies to babble only; given tracks set the length")
+        summary = make_tracks_clip(
+            args.speak,
+            args.listen,
+            args.size,
+            args.out,
+            turns_path=args.turns,
+            character_dir=args.character,
+            seed=args.seed,
+            prompt=args.prompt,
+            progress=progress,
+        )
+    else:
+        if args.turns is not None:
+            raise ValueError("--turns needs --speak and/or --listen tracks")
+        summary = make_conversation_clip(
+            args.seed,
+            10.0 if args.seconds is None else args.seconds,
+            args.size,
+            args.out,
+            character_dir=args.character,
+            prompt=args.prompt,
+            progress=progress,
+        )
     print(json.dumps(summary.to_json()) if args.json else str(summary.out_dir))
     return 0

@@ -68,6 +68,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="warm-start the stage's student from this safetensors (e.g. EXPORT/judge.safetensors)",
     )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="latent dataset (`lpm-npc data build`) the base..refiner stages read instead of "
+        "rendering; refused if another VAE made it",
+    )
     parser.add_argument("--json", action="store_true", help="print stage results as json")
     parser.set_defaults(func=run)
 
@@ -113,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
     if args.init_from is not None and not args.stage:
         raise ValueError("--init-from applies to one --stage, not to --all")
+    if args.data is not None and not (args.data / "manifest.json").is_file():
+        raise ValueError(f"--data: no latent dataset at {args.data} (no manifest.json)")
     train = TrainConfig.from_name(args.preset)
     model = _model_config(train.preset, args.model_override)
     opts = RunOptions(
@@ -129,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
         batch_size=args.batch_size,
         init_from=args.init_from,
+        data_dir=args.data,
     )
     if args.export_only:
         from lpm_npc.train.export import export_checkpoint

@@ -54,6 +54,24 @@ def timestep_features(t: Tensor, n_freqs: int) -> Tensor:
     return torch.cat([angles.cos(), angles.sin()], dim=-1)
 
 
+def spatial_sincos(grid: tuple[int, int], dim: int) -> Tensor:
+    """(gh*gw, dim) 2D sine-cosine embedding: half the channels encode the row, half the column."""
+    if dim % 4:
+        raise ValueError(f"dim must be divisible by 4 for the spatial embedding, got {dim}")
+    quarter = dim // 4
+    freqs = 1.0 / (100.0 ** (torch.arange(quarter, dtype=torch.float64) / quarter))
+    rows, cols = torch.meshgrid(
+        torch.arange(grid[0], dtype=torch.float64),
+        torch.arange(grid[1], dtype=torch.float64),
+        indexing="ij",
+    )
+    parts = []
+    for axis in (rows.flatten(), cols.flatten()):
+        angles = axis[:, None] * freqs[None]
+        parts += [angles.sin(), angles.cos()]
+    return torch.cat(parts, dim=1).float()
+
+
 def to_x0(prediction: Tensor, x_t: Tensor, t: Tensor, kind: str) -> Tensor:
     """Model output -> clean latent. t: (B, T) per latent frame; latents (B, C, T, h, w)."""
     if kind == "x0":
@@ -89,6 +107,14 @@ class DiT(nn.Module):
         self.head_modulation = nn.Parameter(torch.randn(2, dim) / dim**0.5)
         self.head = nn.Linear(dim, self.patch_dim)
         self.rope = Rope3D(cfg.head_dim, cfg.rope_theta)
+        # Fixed (not learned, not saved) absolute position of each token in its frame, shared by
+        # targets, history and references: a target finds "the same place" in a reference by
+        # content, so copying identity is a local match instead of a search (DESIGN §7).
+        if cfg.spatial_position_embedding:
+            pe = spatial_sincos(self.grid, dim)
+        else:
+            pe = torch.zeros(self.grid[0] * self.grid[1], dim)
+        self.register_buffer("spatial_pe", pe, persistent=False)  # (P, dim)
         # Rope tables depend only on shapes / ring phase: computed once, reused every chunk.
         self._tables: dict[tuple, RopeTable] = {}
 
@@ -108,6 +134,15 @@ class DiT(nn.Module):
         c = self.cfg.latent_channels
         x = tokens.reshape(b, n_frames, gh, gw, c, ph, pw)
         return x.permute(0, 4, 1, 2, 5, 3, 6).reshape(b, c, n_frames, gh * ph, gw * pw)
+
+    def embed(self, tokens: Tensor, n_frames: int) -> Tensor:
+        """Patch tokens (B, n_frames*P, patch_dim) -> embeddings (B, n_frames*P, dim)."""
+        x = self.patch_embed(tokens.to(self.head.weight.dtype))
+        if not self.cfg.spatial_position_embedding:
+            return x
+        b, n, dim = x.shape
+        pe = self.spatial_pe.to(x.dtype)
+        return (x.view(b, n_frames, -1, dim) + pe).view(b, n, dim)
 
     def time_modulation(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """t: (B, T) -> (embedding (B, T, dim), shared block modulation (B, T, 6, dim))."""
@@ -188,7 +223,7 @@ class DiT(nn.Module):
         b, r = latents.shape[:2]
         x = self.patchify(latents.permute(0, 2, 1, 3, 4))  # R plays the frame axis: (B, R*P, C*4)
         per_ref = x.shape[1] // r
-        x = self.patch_embed(x.to(self.head.weight.dtype))
+        x = self.embed(x, r)
         x = (x.view(b, r, per_ref, -1) + self.reference_embed(roles, labels)[:, :, None]).flatten(
             1, 2
         )
@@ -267,7 +302,7 @@ class DiT(nn.Module):
         """
         b, _, n_frames = x_t.shape[:3]
         device = x_t.device
-        x = self.patch_embed(self.patchify(x_t).to(self.head.weight.dtype))  # (B, N, dim)
+        x = self.embed(self.patchify(x_t), n_frames)  # (B, N, dim)
         emb, mod = self.time_modulation(t)
         text, text_bias, text_keep = self.text_context(cond)
         current = self._current_table(n_frames, device)
@@ -365,7 +400,7 @@ class Backbone(DiT):
         if n_frames % chunk:
             raise ValueError(f"x_t has {n_frames} latent frames; must be a multiple of {chunk}")
         device = x_t.device
-        x = self.patch_embed(self.patchify(x_t).to(self.head.weight.dtype))  # (B, N, dim)
+        x = self.embed(self.patchify(x_t), n_frames)  # (B, N, dim)
         emb, mod = self.time_modulation(t)
         text, text_bias, text_keep = self.text_context(cond)
         absolute = self.rope.table(self._positions(n_frames, 0, device))

@@ -453,14 +453,22 @@ def reconstruction_loss(
     *,
     kl_weight: float = 1e-6,
     edge_weight: float = 0.5,
+    pixel_weight: Tensor | None = None,
 ) -> VAELoss:
     """VAE training loss: L1 + `edge_weight` * gradient L1 + `kl_weight` * KL(q || N(0, 1)).
 
     The KL is averaged per latent element, the L1 terms per pixel; the edge term keeps flat-colour
-    cartoon edges (mouth, eyes) sharp where plain L1 tolerates a soft boundary.
+    cartoon edges (mouth, eyes) sharp where plain L1 tolerates a soft boundary. `pixel_weight`
+    (B, T, H, W), mean 1 per frame, weights both L1 terms (e.g. more on the mouth and eyes).
     """
     if video.shape != recon.shape:
         raise ValueError(f"recon: shape {tuple(recon.shape)} != video {tuple(video.shape)}")
+    if pixel_weight is not None:
+        w = pixel_weight[:, None].to(recon.dtype)  # (B, 1, T, H, W)
+        l1 = ((recon - video).abs() * w).mean()
+        edge = _spatial_grad_l1(recon * w, video * w)
+        kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean()
+        return VAELoss(total=l1 + edge_weight * edge + kl_weight * kl, l1=l1, edge=edge, kl=kl)
     l1 = (recon - video).abs().mean()
     edge = _spatial_grad_l1(recon, video)
     kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean()

@@ -6,8 +6,11 @@ A clip folder holds five files:
 - `script.json`: turns, phrase ends, prompt, voices, conversation seed and character seed;
 - `video.mp4`: the rendered frames at 24 fps (H.264) with both tracks mixed in as AAC audio.
 The character is `CharacterSpec.from_seed(seed)` unless a designer sheet is given, whose `seed`
-picks the spec. This module neither synthesises audio nor directs motion itself (see
-`director.py`) and knows nothing of the CLI.
+picks the spec. `make_conversation_clip` directs babble (`director.py`); `make_tracks_clip`
+performs given speak/listen WAVs (any rate or channel count, converted to 16 kHz mono; the
+shorter padded with silence) with turns from a `--turns` file or from the audio
+(`tracks.perform_tracks`). This module neither synthesises audio nor directs motion itself and
+knows nothing of the CLI.
 """
 
 from __future__ import annotations
@@ -136,23 +139,23 @@ def write_clip(
     return out
 
 
-def make_conversation_clip(
-    seed: int,
-    seconds: float,
-    size: int,
-    out_dir: str | Path,
-    *,
-    character_dir: str | Path | None = None,
-    prompt: str | None = None,
-    progress: bool = False,
-) -> ClipSummary:
-    """Direct, render and write one conversation clip (see the module docstring)."""
+def _check_size(size: int) -> None:
     from lpm_npc.synth.render import MAX_SIZE, MIN_SIZE
 
     if not MIN_SIZE <= size <= MAX_SIZE or size % 2:
         raise ValueError(f"size must be an even number in [{MIN_SIZE}, {MAX_SIZE}], got {size}")
-    spec, character_seed, sheet_name = resolve_character(seed, character_dir)
-    conversation = direct_conversation(seed, seconds, prompt=prompt, spec=spec)
+
+
+def _render_and_write(
+    conversation: Conversation,
+    spec: CharacterSpec,
+    size: int,
+    out_dir: str | Path,
+    *,
+    character_seed: int,
+    sheet_name: str | None,
+    progress: bool,
+) -> ClipSummary:
     frames = render_conversation(spec, conversation, size, progress=progress)
     out = write_clip(
         out_dir, conversation, frames, character_seed=character_seed, sheet_name=sheet_name
@@ -164,6 +167,90 @@ def make_conversation_clip(
         seconds=len(conversation.speak) / SAMPLE_RATE,
         size=size,
         prompt=conversation.script.prompt,
-        seed=int(seed),
+        seed=int(conversation.script.seed),
         character_seed=character_seed,
+    )
+
+
+def make_tracks_clip(
+    speak_path: str | Path | None,
+    listen_path: str | Path | None,
+    size: int,
+    out_dir: str | Path,
+    *,
+    turns_path: str | Path | None = None,
+    character_dir: str | Path | None = None,
+    seed: int = 0,
+    prompt: str | None = None,
+    progress: bool = False,
+) -> ClipSummary:
+    """Perform, render and write the ground truth of given tracks (see the module docstring).
+
+    A missing track (None) is silence. Unreadable WAVs raise ValueError or FileNotFoundError
+    naming the file.
+    """
+    from lpm_npc.synth.audio_io import read_wav
+    from lpm_npc.synth.script import turns_from_json
+    from lpm_npc.synth.tracks import perform_tracks
+
+    _check_size(size)
+    if speak_path is None and listen_path is None:
+        raise ValueError("need --speak or --listen (a WAV file); got neither")
+    tracks = [None if p is None else read_wav(p, resample=True) for p in (speak_path, listen_path)]
+    turns = None if turns_path is None else turns_from_json(turns_path)
+    spec, character_seed, sheet_name = resolve_character(seed, character_dir)
+    names = [
+        f"file:{Path(p).name}" if p is not None else "silent" for p in (speak_path, listen_path)
+    ]
+    try:
+        conversation = perform_tracks(
+            tracks[0],
+            tracks[1],
+            turns,
+            seed=seed,
+            prompt=prompt,
+            spec=spec,
+            npc_voice=names[0],
+            player_voice=names[1],
+        )
+    except ValueError as error:  # name the file the bad value came from
+        if turns_path is not None and str(error).startswith("turns["):
+            raise ValueError(f"{turns_path}: {error}") from error
+        if str(error).startswith("tracks last"):
+            files = ", ".join(str(p) for p in (speak_path, listen_path) if p is not None)
+            raise ValueError(f"{files}: {error}") from error
+        raise
+    return _render_and_write(
+        conversation,
+        spec,
+        size,
+        out_dir,
+        character_seed=character_seed,
+        sheet_name=sheet_name,
+        progress=progress,
+    )
+
+
+def make_conversation_clip(
+    seed: int,
+    seconds: float,
+    size: int,
+    out_dir: str | Path,
+    *,
+    character_dir: str | Path | None = None,
+    prompt: str | None = None,
+    progress: bool = False,
+) -> ClipSummary:
+    """Direct, render and write one conversation clip (see the module docstring)."""
+    _check_size(size)
+    spec, character_seed, sheet_name = resolve_character(seed, character_dir)
+    conversation = direct_conversation(seed, seconds, prompt=prompt, spec=spec)
+    return _render_and_write(
+        conversation,
+        spec,
+        size,
+        out_dir,
+        character_seed=character_seed,
+        sheet_name=sheet_name,
+        progress=progress,
     )

@@ -59,6 +59,7 @@ class Clip:
     motion: Motion  # T frames of ground truth
     prompt: str
     character_seed: int
+    boxes: np.ndarray  # (T, 3, 4) int32 face / mouth / eye pixel boxes (`face_boxes.FaceBoxes`)
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,7 @@ class ClipDataset(Dataset):
         )
 
     def __getitem__(self, index: int) -> Clip:
+        from lpm_npc.synth.face_boxes import face_boxes
         from lpm_npc.synth.render import render_frames
 
         if not 0 <= index < self.length:
@@ -234,4 +236,5 @@ class ClipDataset(Dataset):
             motion=motion,
             prompt=conv.script.prompt,
             character_seed=character_seed,
+            boxes=face_boxes(spec, motion, self.size).stacked(),
         )

@@ -51,14 +51,7 @@ class HeadFrame:
 
     def project(self, ctl: Controls, look: Look, point: tuple[float, float, float]):
         """Screen position (G,) x, y and view depth (G,) of a local-frame point."""
-        v = self.rot @ np.asarray(point, F32)  # (G, 3)
-        vx, vy = v[:, 0], v[:, 1]
-        ym = F32(look.mouth_y)
-        stretch = 1.0 + JAW_STRETCH * ctl.jaw
-        yr = np.where(vy < ym, ym + (vy - ym) * stretch, vy)
-        xr = vx * _width_warp(vy, look)
-        cr, sr = np.cos(ctl.roll), np.sin(ctl.roll)
-        return ctl.head_x + cr * xr - sr * yr, ctl.head_y + sr * xr + cr * yr, v[:, 2]
+        return _project(self.rot, ctl, look, point)
 
     def sub_window(
         self, grid: Grid, ctl: Controls, look: Look, point, radius: float
@@ -81,6 +74,22 @@ class HeadFrame:
         return slice(rows.start - off_r, rows.stop - off_r), slice(
             cols.start - off_c, cols.stop - off_c
         )
+
+
+def _project(rot: np.ndarray, ctl: Controls, look: Look, point: tuple[float, float, float]):
+    v = rot @ np.asarray(point, F32)  # (G, 3)
+    vx, vy = v[:, 0], v[:, 1]
+    ym = F32(look.mouth_y)
+    stretch = 1.0 + JAW_STRETCH * ctl.jaw
+    yr = np.where(vy < ym, ym + (vy - ym) * stretch, vy)
+    xr = vx * _width_warp(vy, look)
+    cr, sr = np.cos(ctl.roll), np.sin(ctl.roll)
+    return ctl.head_x + cr * xr - sr * yr, ctl.head_y + sr * xr + cr * yr, v[:, 2]
+
+
+def project_local(ctl: Controls, look: Look, point: tuple[float, float, float]):
+    """World screen x, y and view depth, each (G,), of a point in the head's local frame."""
+    return _project(_rotation(ctl), ctl, look, point)
 
 
 def _width_warp(yw: np.ndarray, look: Look) -> np.ndarray:

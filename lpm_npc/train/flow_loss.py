@@ -28,11 +28,18 @@ def add_noise(x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
     return (1.0 - tt) * x0 + tt * noise
 
 
-def velocity_error(x0_hat: Tensor, x0: Tensor, t: Tensor) -> Tensor:
+def velocity_error(
+    x0_hat: Tensor, x0: Tensor, t: Tensor, region_weight: Tensor | None = None
+) -> Tensor:
     """Per-latent-frame velocity MSE (B, T) of an x0 prediction: mean over C, h, w of
-    ((x0_hat - x0) / max(t, MIN_T))^2 (equal to |v_hat - v|^2 for x_t built from x0)."""
+    ((x0_hat - x0) / max(t, MIN_T))^2 (equal to |v_hat - v|^2 for x_t built from x0).
+
+    `region_weight` (B, T, h, w), mean 1 per frame, weights latent cells (face boxes)."""
     scale = t.clamp_min(_MIN_T)[:, None, :, None, None].to(x0.dtype)
-    return (((x0_hat - x0) / scale) ** 2).mean(dim=(1, 3, 4))
+    error = ((x0_hat - x0) / scale) ** 2
+    if region_weight is not None:
+        error = error * region_weight[:, None].to(error.dtype)
+    return error.mean(dim=(1, 3, 4))
 
 
 def masked_mean(values: Tensor, weight: Tensor) -> Tensor:

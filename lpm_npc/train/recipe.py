@@ -63,6 +63,7 @@ class RunOptions:
     )
     compile: bool = False  # torch.compile the objective
     batch_size: int | None = None  # per-process batch override (None = recipe batch size)
+    data_dir: Path | None = None  # latent dataset for the LPM stages (`lpm-npc data build`)
 
 
 def final_weights(out_dir: Path, stage: str) -> dict[str, torch.Tensor]:
@@ -114,6 +115,7 @@ def build_context(
         if opts.init_from is not None
         else (final_weights(opts.out_dir, init) if init else None),
         teacher_state=final_weights(opts.out_dir, TEACHER_STAGE) if name in NEEDS_TEACHER else None,
+        data_dir=opts.data_dir,
     )
 
 

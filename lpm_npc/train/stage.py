@@ -31,6 +31,7 @@ class StageContext:
     device: torch.device  # training device
     init_state: dict[str, torch.Tensor] | None  # student weights from the previous stage (or None)
     teacher_state: dict[str, torch.Tensor] | None  # Base LPM weights for distillation stages
+    data_dir: Path | None = None  # latent dataset the LPM stages read (None = render live)
 
 
 @dataclass(frozen=True)

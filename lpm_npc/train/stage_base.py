@@ -17,8 +17,8 @@ from lpm_npc.model.lpm import LPM
 from lpm_npc.train.batch import (
     ReferenceLatentCache,
     TrainBatch,
-    clip_dataset,
     collate_clips,
+    lpm_dataset,
     model_inputs,
 )
 from lpm_npc.train.flow_loss import add_noise, sample_t, velocity_error
@@ -65,7 +65,7 @@ class BaseObjective(LPMObjective):
         t = sample_t((b, 1), tc.t_logit_mean, tc.t_logit_std, x0.device).expand(b, n_frames)
         x_t = add_noise(x0, torch.randn_like(x0), t)
         x0_hat = self.predict_x0(x_t, t, inputs, "bidirectional")
-        loss = velocity_error(x0_hat, x0, t).mean()
+        loss = velocity_error(x0_hat, x0, t, inputs.region_weight).mean()
         return loss, {"x0_mse": float(((x0_hat - x0) ** 2).mean().detach())}
 
 
@@ -78,5 +78,5 @@ def load_student(ctx: StageContext) -> LPM:
 
 def build(ctx: StageContext) -> StageSetup:
     objective = BaseObjective(load_student(ctx), ctx.train)
-    dataset = clip_dataset(ctx, ctx.stage.clip_frames)
+    dataset = lpm_dataset(ctx, ctx.stage.clip_frames, objective.student)
     return StageSetup(objective=objective, dataset=dataset, collate=collate_clips)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from lpm_npc.model.lpm import LPM
-from lpm_npc.train.batch import TrainBatch, clip_dataset, collate_clips, model_inputs
+from lpm_npc.train.batch import TrainBatch, collate_clips, lpm_dataset, model_inputs
 from lpm_npc.train.flow_loss import add_noise, masked_mean, sample_t, velocity_error
 from lpm_npc.train.stage import StageContext, StageSetup
 from lpm_npc.train.stage_base import DENOISER_PARTS, LPMObjective, load_student
@@ -49,11 +49,11 @@ class CausalObjective(LPMObjective):
         )
         x_t = add_noise(x0, torch.randn_like(x0), t)
         x0_hat = self.predict_x0(x_t, t, inputs, "causal")
-        loss = masked_mean(velocity_error(x0_hat, x0, t), weight)
+        loss = masked_mean(velocity_error(x0_hat, x0, t, inputs.region_weight), weight)
         return loss, {"history_frac": float(1 - weight.mean())}
 
 
 def build(ctx: StageContext) -> StageSetup:
     objective = CausalObjective(load_student(ctx), ctx.train)
-    dataset = clip_dataset(ctx, ctx.stage.clip_frames)
+    dataset = lpm_dataset(ctx, ctx.stage.clip_frames, objective.student)
     return StageSetup(objective=objective, dataset=dataset, collate=collate_clips)

@@ -19,12 +19,13 @@ from lpm_npc.model.lpm import LPM
 from lpm_npc.train.batch import (
     ModelInputs,
     TrainBatch,
-    clip_dataset,
     collate_clips,
     conditioning,
     encode_pixels,
+    lpm_dataset,
     reference_inputs,
     reference_order,
+    region_weights,
 )
 from lpm_npc.train.flow_loss import add_noise, masked_mean, velocity_error
 from lpm_npc.train.stage import StageContext, StageSetup
@@ -58,13 +59,15 @@ class DistillObjective(LPMObjective):
 
     def encode(self, batch: TrainBatch) -> tuple[ModelInputs, ModelInputs]:
         """(student inputs, teacher inputs) sharing the frozen VAE's latents; no CFG dropout."""
-        order = reference_order(batch, self.train_cfg.train_references)
+        tc = self.train_cfg
+        order = reference_order(batch, tc.train_references, anchor=tc.anchor_references)
         x0, ref_latents = encode_pixels(self.student, batch, self.reference_cache)
         refs = reference_inputs(batch, ref_latents, order)
         student_cond = conditioning(self.student, batch, None, drop=False)
         with torch.no_grad():
             teacher_cond = conditioning(self.teacher, batch, None, drop=False)
-        return ModelInputs(x0, refs, student_cond), ModelInputs(x0, refs, teacher_cond)
+        region = region_weights(batch, self.student.cfg, self.train_cfg)
+        return ModelInputs(x0, refs, student_cond, region), ModelInputs(x0, refs, teacher_cond)
 
     def trajectory(self, teacher_inputs: ModelInputs) -> Trajectory:
         return solve(
@@ -116,12 +119,13 @@ class ODEObjective(DistillObjective):
         traj = self.trajectory(teacher_inputs)
         x_in, t, weight = self.student_inputs(traj)
         x0_hat = self.predict_x0(x_in, t, student_inputs, "causal")
-        loss = masked_mean(velocity_error(x0_hat, traj.x0, t), weight)
+        region = student_inputs.region_weight
+        loss = masked_mean(velocity_error(x0_hat, traj.x0, t, region), weight)
         gap = float(((traj.x0 - student_inputs.x0) ** 2).mean())
         return loss, {"teacher_vs_data_mse": gap}
 
 
 def build(ctx: StageContext) -> StageSetup:
     objective = ODEObjective(load_student(ctx), load_teacher(ctx), ctx.train)
-    dataset = clip_dataset(ctx, ctx.stage.clip_frames)
+    dataset = lpm_dataset(ctx, ctx.stage.clip_frames, objective.student)
     return StageSetup(objective=objective, dataset=dataset, collate=collate_clips)

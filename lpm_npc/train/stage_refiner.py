@@ -15,7 +15,7 @@ import dataclasses
 import torch
 
 from lpm_npc.model.lpm import LPM
-from lpm_npc.train.batch import TrainBatch, clip_dataset, collate_clips
+from lpm_npc.train.batch import TrainBatch, collate_clips, lpm_dataset
 from lpm_npc.train.rollout import TrainReferences
 from lpm_npc.train.stage import StageContext, StageSetup
 from lpm_npc.train.stage_base import load_student
@@ -78,5 +78,5 @@ class RefinerObjective(DistillObjective):
 
 def build(ctx: StageContext) -> StageSetup:
     objective = RefinerObjective(load_student(ctx), load_teacher(ctx), ctx.train)
-    dataset = clip_dataset(ctx, ctx.stage.clip_frames)
+    dataset = lpm_dataset(ctx, ctx.stage.clip_frames, objective.student)
     return StageSetup(objective=objective, dataset=dataset, collate=collate_clips)

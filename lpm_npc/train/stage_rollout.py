@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from lpm_npc.model.lpm import LPM
-from lpm_npc.train.batch import TrainBatch, clip_dataset, collate_clips
+from lpm_npc.train.batch import TrainBatch, collate_clips, lpm_dataset
 from lpm_npc.train.rollout import TrainReferences, rollout
 from lpm_npc.train.stage import StageContext, StageSetup
 from lpm_npc.train.stage_base import DENOISER_PARTS, load_student
@@ -60,5 +60,5 @@ class RolloutObjective(DistillObjective):
 
 def build(ctx: StageContext) -> StageSetup:
     objective = RolloutObjective(load_student(ctx), load_teacher(ctx), ctx.train)
-    dataset = clip_dataset(ctx, ctx.stage.clip_frames)
+    dataset = lpm_dataset(ctx, ctx.stage.clip_frames, objective.student)
     return StageSetup(objective=objective, dataset=dataset, collate=collate_clips)

@@ -31,16 +31,35 @@ def freeze_except(model: torch.nn.Module, *trainable: str) -> None:
         child.requires_grad_(name in trainable)
 
 
+def pixel_weights(batch: TrainBatch, size: int, train) -> torch.Tensor | None:
+    """(B, T, H, W) weights: 1, + the recipe's mouth / eye weights inside their boxes; mean 1."""
+    if batch.boxes is None or train is None:
+        return None
+    from lpm_npc.train.latent_data import BOX_REGIONS
+
+    boxes = batch.boxes
+    pix = torch.arange(size, device=boxes.device)
+    weight = torch.ones(*boxes.shape[:2], size, size, device=boxes.device)
+    for region, extra in (("mouth", train.mouth_loss_weight), ("eyes", train.eyes_loss_weight)):
+        box = boxes[:, :, BOX_REGIONS.index(region)]
+        in_x = (pix >= box[..., 0:1]) & (pix < box[..., 2:3])
+        in_y = (pix >= box[..., 1:2]) & (pix < box[..., 3:4])
+        weight = weight + extra * (in_y[..., :, None] & in_x[..., None, :]).float()
+    return weight / weight.mean(dim=(2, 3), keepdim=True)
+
+
 class VAEObjective(StageObjective):
-    def __init__(self, model: LPM) -> None:
+    def __init__(self, model: LPM, train_cfg=None) -> None:
         super().__init__()
         self.student = model
+        self.train_cfg = train_cfg
         freeze_except(model, "vae")
 
     def forward(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
         video = frames_to_video(batch.frames)
         out = self.student.vae(video, sample=True)
-        loss = reconstruction_loss(video, out.recon, out.mean, out.logvar)
+        weight = pixel_weights(batch, video.shape[-1], self.train_cfg)
+        loss = reconstruction_loss(video, out.recon, out.mean, out.logvar, pixel_weight=weight)
         return loss.total, {"l1": float(loss.l1.detach()), "kl": float(loss.kl.detach())}
 
 
@@ -64,7 +83,7 @@ def build(ctx: StageContext) -> StageSetup:
     model = LPM(ctx.model)
     if ctx.init_state is not None:
         model.load_state_dict(ctx.init_state)
-    objective = VAEObjective(model)
+    objective = VAEObjective(model, ctx.train)
     dataset = clip_dataset(ctx, ctx.stage.clip_frames)
     model_ref = model
 

@@ -1,0 +1,171 @@
+"""The latent dataset: exact causal encoding, windows, resume, refusal of another VAE, training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from lpm_npc.config import SAMPLES_PER_FRAME, ModelConfig, TrainConfig
+from lpm_npc.model.lpm import LPM
+from lpm_npc.train import latent_build
+from lpm_npc.train.batch import collate_clips, region_weights
+from lpm_npc.train.latent_build import BuildOptions, build_latent_dataset, encode_stream
+from lpm_npc.train.latent_data import LatentDataError, LatentDataset, check_vae, read_manifest
+
+CFG = ModelConfig.from_name("test")
+
+
+def _vae_file(tmp: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    model = LPM(CFG)
+    # Give the zero-initialised temporal mixes weights, so causality across pieces is exercised.
+    with torch.no_grad():
+        for name, p in model.vae.named_parameters():
+            if "mix" in name:
+                p.normal_(0.0, 0.05)
+    path = tmp / f"vae{seed}.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def _options(tmp: Path, vae: Path, **changes) -> BuildOptions:
+    base = dict(
+        out_dir=tmp / "data",
+        vae_path=vae,
+        preset="test",
+        n_characters=2,
+        conversations_per_character=2,
+        seconds_per_conversation=2.5,
+        workers=1,
+    )
+    base.update(changes)
+    return BuildOptions(**base)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("latents")
+    vae = _vae_file(tmp, 0)
+    opts = _options(tmp, vae)
+    raw = build_latent_dataset(opts, progress=False)
+    return tmp, vae, opts, raw
+
+
+def test_encode_stream_equals_one_pass_of_the_whole_conversation(built, monkeypatch):
+    _, vae_path, opts, _ = built
+    vae = latent_build._load_vae(opts)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (4 * 9, 64, 64, 3), dtype=np.uint8)
+    monkeypatch.setattr(latent_build, "ENCODE_PIECE_GROUPS", 2)  # many pieces, each with context
+    with torch.no_grad():
+        pieces = encode_stream(vae, frames)
+        video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
+        whole = vae.encode(video)[0].permute(1, 0, 2, 3).numpy()
+    assert pieces.shape == whole.shape == (9, CFG.latent_channels, 8, 8)
+    np.testing.assert_allclose(pieces, whole, atol=1e-5)
+
+
+def test_manifest_and_arrays(built):
+    tmp, _, opts, raw = built
+    assert raw["status"] == "complete"
+    assert len(raw["conversations"]) == 4 and len(raw["character_seeds"]) == 2
+    assert raw["frames_per_conversation"] == 60  # 2.5 s at 24 fps, whole latent groups
+    latents = np.load(opts.out_dir / "latents.npy", mmap_mode="r")
+    assert latents.shape == (4, 15, CFG.latent_channels, 8, 8)
+    assert np.isfinite(latents).all() and float(np.abs(latents).mean()) > 0
+    boxes = np.load(opts.out_dir / "boxes.npy")
+    mouth = boxes[:, :, 1]
+    assert (mouth[..., 2] > mouth[..., 0]).all() and (mouth[..., 3] <= 64).all()
+
+
+def test_windows_are_slices_of_the_stored_conversation(built):
+    _, _, opts, raw = built
+    ds = LatentDataset(opts.out_dir, 8, seed=3)
+    clip = ds.window(1, 5)
+    latents = np.load(opts.out_dir / "latents.npy", mmap_mode="r")
+    np.testing.assert_array_equal(
+        clip.latents, latents[1, 5:7].astype(np.float32).transpose(1, 0, 2, 3)
+    )
+    assert clip.speak.shape == (8 * SAMPLES_PER_FRAME,)
+    speak = np.load(opts.out_dir / "speak.npy", mmap_mode="r")
+    a = 5 * 4 * SAMPLES_PER_FRAME
+    np.testing.assert_allclose(clip.speak, speak[1, a : a + 8 * SAMPLES_PER_FRAME] / 32767.0)
+    assert clip.prompt == raw["conversations"][1]["prompt"]
+    # Deterministic per (seed, index), and different indices differ.
+    a0, a1 = ds[0], LatentDataset(opts.out_dir, 8, seed=3)[0]
+    np.testing.assert_array_equal(a0.latents, a1.latents)
+    batch = collate_clips([ds[i] for i in range(3)])
+    assert batch.latents.shape == (3, CFG.latent_channels, 2, 8, 8)
+    assert batch.frames is None and batch.boxes.shape == (3, 8, 3, 4)
+
+
+def test_region_weights_put_more_weight_on_the_mouth(built):
+    _, _, opts, _ = built
+    batch = collate_clips([LatentDataset(opts.out_dir, 8, seed=1)[i] for i in range(2)])
+    train = TrainConfig.from_name("tiny")
+    w = region_weights(batch, CFG, train)
+    assert w.shape == (2, 2, 8, 8)
+    torch.testing.assert_close(w.mean(dim=(2, 3)), torch.ones(2, 2))
+    x0, _, x1, y1 = (int(v) for v in batch.boxes[0, 0, 1])  # mouth box of frame 0, px
+    cell = (min(y1 - 1, 63) // 8, min(x1 - 1, 63) // 8)
+    assert float(w[0, 0][cell]) > float(w[0, 0, 0, 0])  # a mouth cell outweighs the corner
+
+
+def test_resume_rebuilds_only_missing_characters(built, monkeypatch):
+    tmp, vae, opts, _ = built
+    manifest = json.loads((opts.out_dir / "manifest.json").read_text())
+    manifest["status"] = "building"
+    (opts.out_dir / "manifest.json").write_text(json.dumps(manifest))
+    (opts.out_dir / "meta" / "char_00001.json").unlink()
+    with pytest.raises(LatentDataError, match="not complete"):
+        LatentDataset(opts.out_dir, 8)
+    built_now: list[int] = []
+    real = latent_build._build_character
+    monkeypatch.setattr(
+        latent_build, "_build_character", lambda task: built_now.append(task[0]) or real(task)
+    )
+    raw = build_latent_dataset(opts, progress=False)
+    assert built_now == [1] and raw["status"] == "complete"
+
+
+def test_other_vae_or_options_are_refused(built):
+    tmp, vae, opts, _ = built
+    other = _vae_file(tmp, 1)
+    with pytest.raises(LatentDataError, match="another VAE"):
+        build_latent_dataset(_options(tmp, other), progress=False)
+    with pytest.raises(LatentDataError, match="other options"):
+        build_latent_dataset(_options(tmp, vae, n_characters=3), progress=False)
+    model = LPM(CFG)
+    with pytest.raises(LatentDataError, match="sha256") as info:
+        check_vae(read_manifest(opts.out_dir), model.vae)
+    assert read_manifest(opts.out_dir).vae_sha256[:16] in str(info.value)
+
+
+def test_base_stage_trains_from_the_latent_dataset(built, tmp_path):
+    from safetensors.torch import load_file
+
+    from lpm_npc.config import StageConfig
+    from lpm_npc.train.distributed import DistInfo
+    from lpm_npc.train.recipe import RunOptions, run_named_stage
+
+    _, vae, opts, _ = built
+    stage = StageConfig("base", minutes=1, max_steps=0, batch_size=2, clip_frames=8, lr=1e-3)
+    train = TrainConfig(preset="test", stages=(stage,), n_characters=2)
+    run = RunOptions(
+        out_dir=tmp_path / "run", steps=3, progress=False, init_from=vae, data_dir=opts.out_dir
+    )
+    cpu = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    result = run_named_stage(train, CFG, "base", run, cpu)
+    assert result is not None and result.steps == 3 and np.isfinite(result.final_loss)
+    final = load_file(str(tmp_path / "run" / "base" / "final.safetensors"))
+    before = load_file(str(vae))
+    changed = [
+        k for k in final if k.startswith("backbone.") and not torch.equal(final[k], before[k])
+    ]
+    assert changed, "the backbone did not train"
+    assert all(torch.equal(final[k], before[k]) for k in final if k.startswith("vae."))
