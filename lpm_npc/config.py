@@ -158,6 +158,28 @@ PRESETS: dict[str, ModelConfig] = {
         time_freq_dim=64,
         spatial_position_embedding=True,
     ),
+    # "test" shrunk further (~0.2M parameters, 32 px frames, a few ms per chunk): the daemon's
+    # tests and `lpm-npc bench serve --preset test-tiny` (random weights).
+    "test-tiny": ModelConfig(
+        name="test-tiny",
+        image_size=32,
+        latent_channels=4,
+        vae_channels=(8, 8, 8, 8),
+        history_chunks=2,
+        max_references=4,
+        dim=32,
+        n_layers=2,
+        n_heads=2,
+        ffn_dim=64,
+        refiner_layers=1,
+        audio_dim=32,
+        n_audio_tokens=2,
+        text_dim=32,
+        text_max_tokens=8,
+        text_vocab=256,
+        time_freq_dim=64,
+        spatial_position_embedding=True,
+    ),
     "lpm-17b": ModelConfig(
         name="lpm-17b",
         image_size=512,
@@ -257,17 +279,18 @@ class TrainConfig:
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
-    # ~3.9 h on the 2-core CPU (sum of minutes); `--minutes-scale 0.033` fits ~8 min on one H100.
+    # ~7.3 h of stage time on the 2-core CPU (sum of minutes; the LPM stages read the latent
+    # dataset, `lpm-npc data build`); `--minutes-scale 0.02` fits ~9 min on one H100.
     "tiny": TrainConfig(
         preset="tiny",
         stages=(
             StageConfig("vae", minutes=30, max_steps=0, batch_size=8, clip_frames=8, lr=1e-3),
-            StageConfig("judge", minutes=12, max_steps=0, batch_size=32, clip_frames=4, lr=2e-3),
-            StageConfig("base", minutes=80, max_steps=0, batch_size=8, clip_frames=16, lr=8e-4),
-            StageConfig("causal", minutes=45, max_steps=0, batch_size=8, clip_frames=16, lr=4e-4),
-            StageConfig("ode", minutes=25, max_steps=0, batch_size=8, clip_frames=8, lr=2e-4),
-            StageConfig("rollout", minutes=25, max_steps=0, batch_size=4, clip_frames=12, lr=1e-4),
-            StageConfig("refiner", minutes=16, max_steps=0, batch_size=8, clip_frames=8, lr=4e-4),
+            StageConfig("judge", minutes=20, max_steps=0, batch_size=32, clip_frames=4, lr=2e-3),
+            StageConfig("base", minutes=180, max_steps=0, batch_size=8, clip_frames=16, lr=8e-4),
+            StageConfig("causal", minutes=60, max_steps=0, batch_size=8, clip_frames=16, lr=4e-4),
+            StageConfig("ode", minutes=45, max_steps=0, batch_size=8, clip_frames=8, lr=2e-4),
+            StageConfig("rollout", minutes=40, max_steps=0, batch_size=4, clip_frames=12, lr=1e-4),
+            StageConfig("refiner", minutes=25, max_steps=0, batch_size=8, clip_frames=8, lr=4e-4),
         ),
     ),
 }

@@ -107,9 +107,9 @@ def test_budget_and_device_errors(tmp_path):
         _stage(clip_frames=6)
 
 
-def test_recipe_budget_fits_four_hours():
+def test_recipe_budget_fits_eight_hours():
     tiny = TrainConfig.from_name("tiny")
-    assert sum(s.minutes for s in tiny.stages) <= 240
+    assert sum(s.minutes for s in tiny.stages) <= 480
     assert [s.name for s in tiny.stages][0] == "vae"
 
 
@@ -117,8 +117,8 @@ def test_minutes_scale_and_per_stage_overrides(tmp_path):
     from lpm_npc.train.recipe import RunOptions, loop_options
 
     tiny = TrainConfig.from_name("tiny")
-    scaled = loop_options(tiny, "base", RunOptions(out_dir=tmp_path, minutes_scale=0.033))
-    assert scaled.minutes == pytest.approx(tiny.stage("base").minutes * 0.033)
-    assert sum(s.minutes for s in tiny.stages) * 0.033 < 8.5  # the ~8 min GPU budget
+    scaled = loop_options(tiny, "base", RunOptions(out_dir=tmp_path, minutes_scale=0.02))
+    assert scaled.minutes == pytest.approx(tiny.stage("base").minutes * 0.02)
+    assert sum(s.minutes for s in tiny.stages) * 0.02 < 10  # a <= 10 min GPU budget
     fixed = loop_options(tiny, "base", RunOptions(out_dir=tmp_path, minutes=3, steps=7))
     assert fixed.minutes == 3 and fixed.max_steps == 7

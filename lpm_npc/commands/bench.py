@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +18,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from lpm_npc.bench.quality_cli import register_quality  # LPM-Bench-synth (helper E)
 
     register_quality(group)
+    register_kernels(group)
+    register_train(group)
+
+
+def register_train(group: argparse._SubParsersAction) -> None:
+    parser = group.add_parser(
+        "train",
+        help="training throughput: latent dataset vs live rendering vs the bare DiT",
+        description="Samples/s of one stage's step from the latent dataset, from live rendering "
+        "and on an in-memory batch, in one run, with cache_vs_render and cache_vs_dit.",
+    )
+    parser.add_argument("--stage", default="base", choices=("base", "causal"))
+    parser.add_argument(
+        "--data", type=Path, default=None, help="latent dataset (default: build one)"
+    )
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: embedded tiny")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the stage's")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per pipeline")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import sys
+
+    from lpm_npc.bench.train import as_dict, bench_train
+    from lpm_npc.errors import UserError
+
+    if args.steps < 1:
+        raise UserError(f"--steps must be >= 1, got {args.steps}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    result = as_dict(
+        bench_train(
+            stage=args.stage,
+            data_dir=args.data,
+            checkpoint=args.checkpoint,
+            batch_size=args.batch_size,
+            steps=args.steps,
+            threads=args.threads,
+            progress=sys.stderr.isatty(),
+        )
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    return 0
 
 
 def register_generator(group: argparse._SubParsersAction) -> None:
@@ -65,4 +116,47 @@ def run_generator(args: argparse.Namespace) -> int:
         return 0
     for key, value in data.items():
         print(f"{key:>28}: {value:.4g}" if isinstance(value, float) else f"{key:>28}: {value}")
+    return 0
+
+
+def register_kernels(group: argparse._SubParsersAction) -> None:
+    parser = group.add_parser(
+        "kernels",
+        help="TFLOP/s of the fused streaming-attention kernel vs SDPA with its copies and Flex",
+        description="Times one layer of streaming attention at the tiny / small / lpm-17b head "
+        "shapes: the Triton kernel, SDPA on roped and concatenated K/V (with the rope and "
+        "concatenation), SDPA alone, FlexAttention. Needs a CUDA device; without one it says so "
+        "and exits 0. --compile-check lowers the kernels for sm_90 on any machine.",
+    )
+    parser.add_argument("--preset", action="append", choices=("tiny", "small", "lpm-17b"))
+    parser.add_argument("--dtype", choices=("bf16", "fp16"), default="bf16")
+    parser.add_argument("--iters", type=int, default=20, help="timed calls per measurement")
+    parser.add_argument("--no-flex", action="store_true", help="skip FlexAttention")
+    parser.add_argument(
+        "--compile-check", action="store_true", help="compile for sm_90 (no GPU needed) and stop"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run_kernels)
+
+
+def run_kernels(args: argparse.Namespace) -> int:
+    from lpm_npc.errors import UserError
+
+    if args.iters < 1:
+        raise UserError(f"--iters must be >= 1, got {args.iters}")
+    if args.compile_check:
+        from lpm_npc.kernels import aot  # needs triton and TRITON_INTERPRET unset
+
+        data = [
+            aot.compile_streaming_attention("lpm-17b", args.dtype).as_dict(),
+            aot.compile_ring_write("lpm-17b", args.dtype).as_dict(),
+        ]
+        print(json.dumps(data, indent=2) if args.json else "\n".join(map(str, data)))
+        return 0
+    from lpm_npc.bench.kernels import PRESETS, bench_kernels, format_report
+
+    report = bench_kernels(
+        tuple(args.preset or PRESETS), args.dtype, flex=not args.no_flex, iters=args.iters
+    )
+    print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
     return 0

@@ -2,7 +2,7 @@
 
 Examples:
     lpm-npc train --preset tiny --all --out runs/tiny                 # ~4 h on the 2-core CPU
-    lpm-npc train --preset tiny --all --out runs/tiny --device cuda --minutes-scale 0.033 --workers 8
+    lpm-npc train --preset tiny --all --out runs/tiny --device cuda --minutes-scale 0.02 --workers 8
     lpm-npc train --preset tiny --stage base --out runs/tiny --resume --minutes 30
     torchrun --nproc_per_node 2 -m lpm_npc.cli train --preset tiny --stage judge --out runs/t --steps 100
 """
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--minutes-scale",
         type=float,
         default=1.0,
-        help="multiply every recipe stage budget (e.g. 0.033 for ~8 min on one H100)",
+        help="multiply every recipe stage budget (e.g. 0.02 for ~8 min on one H100)",
     )
     parser.add_argument("--steps", type=int, default=None, help="step cap per stage")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu)")

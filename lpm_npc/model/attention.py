@@ -7,6 +7,10 @@ Contract:
 - `attend(q, k, v, key_bias)`: streaming evaluation, one softmax over already concatenated keys
   [references | history | current chunk]; `key_bias` is None or (B, 1, 1, K) additive (only used when
   batched sessions have different numbers of valid references / history slots). No (Nq, K) mask.
+- `attend_streaming(q, k, v, keys, layer)`: streaming evaluation without the concatenation: one
+  fused pass over [references | history ring | current chunk] that ropes each segment in-kernel and
+  reads the caches where they live (`lpm_npc.kernels.streaming_attention`: the Triton kernel on
+  CUDA, its torch reference elsewhere). `keys` (a `StreamingKeys`) says where the K/V are.
 - `attend_split(...)`: training evaluation over a whole clip. Reference logits use queries roped at
   chunk-local positions, context logits use queries roped at absolute positions with a block mask;
   both logit blocks are concatenated before one softmax, so it equals `attend` chunk by chunk.
@@ -21,6 +25,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from lpm_npc.kernels.streaming_attention import StreamingKeys, streaming_attention
 
 
 def split_heads(x: Tensor, n_heads: int) -> Tensor:
@@ -57,6 +63,16 @@ class SelfAttention(nn.Module):
 def attend(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor | None = None) -> Tensor:
     """q: (B, H, Nq, D), k/v: (B, H, K, D), key_bias: None or (B, 1, 1, K) -> (B, H, Nq, D)."""
     return F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)
+
+
+def attend_streaming(q: Tensor, k: Tensor, v: Tensor, keys: StreamingKeys, layer: int) -> Tensor:
+    """q, k, v: (B, H, N, D) *un-roped* current chunk of `layer` -> (B, H, N, D).
+
+    Equals `attend` over [rope(references) | rope(history) | rope(k)] with the key bias of rows
+    that have fewer valid references / slots, without materialising any of it (see
+    `lpm_npc.kernels.streaming_attention`; the backend switch is `lpm_npc.kernels.dispatch`).
+    """
+    return streaming_attention(q, k, v, keys, layer)
 
 
 def attend_split(

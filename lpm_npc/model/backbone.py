@@ -37,7 +37,9 @@ import torch
 from torch import Tensor, nn
 
 from lpm_npc.config import ModelConfig
-from lpm_npc.model.attention import attend, attend_split
+from lpm_npc.kernels.streaming_attention import StreamingKeys
+from lpm_npc.kernels.streaming_rope import StreamingRope
+from lpm_npc.model.attention import attend, attend_split, attend_streaming
 from lpm_npc.model.block import SPEAK, DiTBlock
 from lpm_npc.model.caches import HistoryBatch, ReferenceBatch, ReferenceCache
 from lpm_npc.model.conditioning import Conditioning
@@ -117,6 +119,7 @@ class DiT(nn.Module):
         self.register_buffer("spatial_pe", pe, persistent=False)  # (P, dim)
         # Rope tables depend only on shapes / ring phase: computed once, reused every chunk.
         self._tables: dict[tuple, RopeTable] = {}
+        self._streaming_ropes: dict[torch.device, StreamingRope] = {}  # per-axis rows, per device
 
     # --- tokens -------------------------------------------------------------------------------
     def patchify(self, latents: Tensor) -> Tensor:
@@ -179,15 +182,10 @@ class DiT(nn.Module):
 
     def _cached_table(self, key: tuple, positions: Callable[[], Tensor]) -> RopeTable:
         if key not in self._tables:
-            if len(self._tables) > 256:  # many distinct batch compositions: start over
+            if len(self._tables) > 256:  # many distinct shapes: start over
                 self._tables.clear()
             self._tables[key] = self.rope.table(positions())
         return self._tables[key]
-
-    def _current_table(self, n_frames: int, device: torch.device) -> RopeTable:
-        return self._cached_table(
-            ("current", n_frames, device), lambda: self._positions(n_frames, 0, device)
-        )
 
     def _reference_table(self, n_tokens: int, device: torch.device) -> RopeTable:
         """References: temporal L-1+offset ahead of the chunk, same spatial grid as the targets."""
@@ -197,19 +195,6 @@ class DiT(nn.Module):
             ("reference", n_tokens, device),
             lambda: self._positions(1, t_ref, device).repeat(max(n_tokens // per_ref, 0), 1),
         )
-
-    def _history_table(self, chunks_back: Tensor, device: torch.device) -> RopeTable:
-        """History slot j chunks back sits at temporal -j*L + f, relative to the current chunk."""
-
-        def positions() -> Tensor:
-            local = self._positions(self.cfg.chunk_latent_frames, 0, device)  # (P_chunk, 3)
-            back = chunks_back.to(device)  # (B, S)
-            offsets = torch.zeros(*back.shape, 1, 3, dtype=torch.int64, device=device)
-            offsets[..., 0] = -back[..., None] * self.cfg.chunk_latent_frames
-            return (local[None, None] + offsets).flatten(1, 2)  # (B, S*P_chunk, 3)
-
-        key = ("history", tuple(chunks_back.flatten().tolist()), chunks_back.shape, device)
-        return self._cached_table(key, positions)
 
     # --- references ---------------------------------------------------------------------------
     def reference_kv(
@@ -305,70 +290,72 @@ class DiT(nn.Module):
         x = self.embed(self.patchify(x_t), n_frames)  # (B, N, dim)
         emb, mod = self.time_modulation(t)
         text, text_bias, text_keep = self.text_context(cond)
-        current = self._current_table(n_frames, device)
-        hist_table = None
-        if history is not None and history.tokens:
-            hist_table = self._history_table(history.chunks_back(), device)
-        ref_table = self._reference_table(refs.tokens, device) if refs is not None else None
-        ref_keep = cond.refs_keep
-        pieces_bias = self._key_bias(refs, history, x.shape[1], b, ref_keep, x)
+        keys = self._streaming_keys(refs, history, cond.refs_keep, b, device)
 
         for i, block in enumerate(self.blocks):
 
             def self_attend(q: Tensor, k: Tensor, v: Tensor, i: int = i) -> Tensor:
                 if write_history and history is not None:
                     history.write(i, k, v)
-                ks, vs = [], []
-                if refs is not None and refs.tokens:
-                    rk, rv = refs.prepared(
-                        i, lambda rk, rv: (apply_rope(rk.to(k.dtype), ref_table), rv.to(v.dtype))
-                    )
-                    ks.append(rk)
-                    vs.append(rv)
-                if hist_table is not None:
-                    hk, hv = history.keys_values(i)
-                    ks.append(apply_rope(hk.to(k.dtype), hist_table))
-                    vs.append(hv.to(v.dtype))
-                ks.append(apply_rope(k, current))
-                vs.append(v)
-                keys = ks[0] if len(ks) == 1 else torch.cat(ks, dim=2)
-                values = vs[0] if len(vs) == 1 else torch.cat(vs, dim=2)
-                return attend(apply_rope(q, current), keys, values, pieces_bias)
+                return attend_streaming(q, k, v, keys, i)
 
             x = self._conditioned_block(
                 block, x, mod, self_attend, cond, text, text_bias, text_keep
             )
         return self.output(x, emb, n_frames)
 
-    def _key_bias(
+    def _streaming_rope(self, device: torch.device) -> StreamingRope:
+        """Per-axis rope rows of the streaming step (references, ring slots, chunk), per device."""
+        if device not in self._streaming_ropes:
+            self._streaming_ropes[device] = StreamingRope.build(
+                self.rope,
+                self.grid,
+                self.cfg.chunk_latent_frames,
+                self.cfg.reference_offset,
+                self.cfg.history_chunks,
+                device,
+            )
+        return self._streaming_ropes[device]
+
+    def _streaming_keys(
         self,
         refs: ReferenceBatch | None,
         history: HistoryBatch | None,
-        n_current: int,
-        batch: int,
         refs_keep: Tensor | None,
-        like: Tensor,
-    ) -> Tensor | None:
-        """(B, 1, 1, K) bias over [refs | history | current], or None when every key is valid."""
-        parts: list[Tensor] = []
-        needed = False
-        zeros = like.new_zeros(batch, 1, 1, 0)
-        if refs is not None and refs.tokens:
-            rb = refs.key_bias()
-            rb = like.new_zeros(batch, 1, 1, refs.tokens) if rb is None else rb.to(like.dtype)
-            if refs_keep is not None:
-                rb = rb.masked_fill(refs_keep[:, None, None, None] == 0, float("-inf"))
-                needed = True
-            needed = needed or refs.key_bias() is not None
-            parts.append(rb)
-        if history is not None and history.tokens:
-            hb = history.key_bias()
-            needed = needed or hb is not None
-            parts.append(like.new_zeros(batch, 1, 1, history.tokens) if hb is None else hb)
-        if not needed:
-            return None
-        parts.append(like.new_zeros(batch, 1, 1, n_current))
-        return torch.cat([zeros, *parts], dim=-1).to(like.dtype)
+        batch: int,
+        device: torch.device,
+    ) -> StreamingKeys:
+        """Where this step's reference and ring K/V live, for every layer; attention reads them
+        in place (no stacking, roping or concatenation here)."""
+        with_refs = refs is not None and refs.tokens > 0
+        with_history = history is not None and history.tokens > 0
+        references: dict = {}
+        if with_refs and isinstance(refs, ReferenceBatch):  # per character, read in place
+            references = {
+                "reference_keys": [c.keys for c in refs.caches],
+                "reference_values": [c.values for c in refs.caches],
+                "reference_keep": refs_keep,
+                "prepared_references": refs.prepared,  # torch path: references roped once a step
+            }
+        elif with_refs:  # self-rollout training: per layer (B, H, Kr, D) + a validity bias
+            bias = refs.key_bias()
+            layers = [refs.keys_values(i) for i in range(self.n_layers)]
+            references = {
+                "batched_reference_keys": [k for k, _ in layers],
+                "batched_reference_values": [v for _, v in layers],
+                "reference_keep": refs_keep,
+                "prepared_references": refs.prepared,  # torch path: references roped once a step
+                "reference_mask": None if bias is None else bias[:, 0, 0] == 0,
+            }
+        return StreamingKeys.build(
+            self._streaming_rope(device),
+            batch,
+            **references,
+            history_keys=[r.keys for r in history.rings] if with_history else (),
+            history_values=[r.values for r in history.rings] if with_history else (),
+            history_slots=[r.length for r in history.rings] if with_history else None,
+            chunks_back=history.chunks_back() if with_history else None,
+        )
 
 
 class Backbone(DiT):

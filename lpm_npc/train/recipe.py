@@ -4,7 +4,7 @@ Chain (each stage's student starts from the EMA weights of the stage before it):
     vae -> base (Base LPM teacher) -> causal -> ode -> rollout -> refiner;   judge stands alone.
 The distillation stages (ode, rollout, refiner) also load the `base` output as a frozen teacher.
 Numbers (budgets, batch sizes, LRs) live in `config.TrainConfig`; `minutes_scale` stretches every
-stage's time budget (e.g. 0.033 turns the ~4 h CPU recipe into ~8 min on one H100).
+stage's time budget (e.g. 0.02 turns the ~7 h CPU recipe into ~8 min on one H100).
 
 `run_named_stage` trains one stage (resuming if asked, skipping a stage already finished when
 resuming); `run_recipe` runs them all and exports the default checkpoint (`export.py`).

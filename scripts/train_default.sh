@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The CPU recipe of the embedded default, resumable end to end: run it again after any interruption
+# (every step checkpoints or skips what is finished). Stages and budgets: config.TRAIN_PRESETS.
+#   RUN      run directory           (default runs/tiny)
+#   DATA     latent dataset          (default runs/data/tiny)
+#   VAE_RUN  a finished vae stage to reuse instead of training one here (optional)
+set -euo pipefail
+RUN=${RUN:-runs/tiny}
+DATA=${DATA:-runs/data/tiny}
+mkdir -p "$RUN"
+if [ -n "${VAE_RUN:-}" ] && [ ! -f "$RUN/vae/final.safetensors" ]; then
+  mkdir -p "$RUN/vae"
+  cp "$VAE_RUN/vae/final.safetensors" "$VAE_RUN/vae/result.json" "$RUN/vae/"
+fi
+lpm-npc train --stage vae --resume --out "$RUN" --workers 1 --no-progress
+lpm-npc data build --out "$DATA" --vae "$RUN/vae/final.safetensors" \
+  --characters "${CHARACTERS:-256}" --conversations-per-character 2 \
+  --seconds-per-conversation "${SECONDS_PER_CONVERSATION:-12}" --workers 2 --no-progress
+lpm-npc train --all --resume --data "$DATA" --out "$RUN" --workers 1 --no-progress --json
