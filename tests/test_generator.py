@@ -6,9 +6,13 @@ import torch
 
 from lpm_npc.config import ModelConfig
 from lpm_npc.engine.generator import StreamingGenerator
+from lpm_npc.engine.protocol import ChunkAudio
 from lpm_npc.engine.weights import load_lpm, save_lpm
+from lpm_npc.model.audio import AudioEncoder
 from lpm_npc.model.caches import HistoryRing
+from lpm_npc.model.flow import sampling_timesteps
 from lpm_npc.model.lpm import LPM
+from lpm_npc.model.vae import VideoVAE
 
 CFG = ModelConfig.from_name("test")
 ROLES = [("global", ""), ("view", "front"), ("expression", "smile")]
@@ -26,32 +30,46 @@ def generator() -> StreamingGenerator:
 
 def character(generator, seed=0, n=3):
     images = np.random.default_rng(seed).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
-    return generator.prepare_images(images, ROLES[:n], name=f"c{seed}")
+    return generator.prepare(images, ROLES[:n], name=f"c{seed}")
 
 
 def audio(seed, n):
     return (np.random.default_rng(seed).standard_normal(n) * 0.2).astype(np.float32)
 
 
+def chunk_audio(k, seed, listen_seed=None):
+    """Chunk k of a session's two tracks (seeded noise), at its place on the clock."""
+    n = CFG.samples_per_chunk
+    speak = audio(1000 * seed + k, n)
+    listen = np.zeros(n, np.float32) if listen_seed is None else audio(1000 * listen_seed + k, n)
+    return ChunkAudio(k * n, speak, listen)
+
+
 def run_session(generator, chunks, *, seed=0, prompt="cheerful", char_seed=0):
     state = generator.open(character(generator, char_seed), prompt=prompt, seed=seed)
-    n = CFG.samples_per_chunk
-    generator.feed(state, audio(seed, n * chunks), audio(seed + 100, n * chunks))
-    return state, [generator.step([state])[0] for _ in range(chunks)]
+    out = [generator.step([state], [chunk_audio(k, seed, seed + 100)])[0] for k in range(chunks)]
+    return state, out
 
 
 def test_frames_shape_pts_and_size(generator):
     state = generator.open(character(generator), seed=1, size=40)
-    generator.feed(state, audio(0, 3000), None)
-    assert generator.chunks_due(state) == 0  # listen got nothing: not due until padded
-    with pytest.raises(ValueError, match="pad=True"):
-        generator.step([state])
-    first, second = generator.step([state], pad=True)[0], generator.step([state], pad=True)[0]
+    first = generator.step([state], [chunk_audio(0, 0)])[0]
     assert first.frames.shape == (4, 40, 40, 3) and first.frames.dtype == np.uint8
-    assert second.chunk_index == 1
-    assert list(second.pts_samples) == [2664, 3330, 3996, 4662]
+    # pts come from the audio's place on the clock (a skipped chunk leaves a gap, not a shift)
+    later = generator.step([state], [chunk_audio(3, 0)])[0]
+    assert later.chunk_index == 3 and list(later.pts_samples) == [7992, 8658, 9324, 9990]
+    short = ChunkAudio(
+        4 * CFG.samples_per_chunk, np.zeros(100, np.float32), np.zeros(100, np.float32)
+    )
+    with pytest.raises(ValueError, match=r"audio\[0\]\.speak"):
+        generator.step([state], [short])
+    with pytest.raises(ValueError, match="2 audio chunks for 1 sessions"):
+        generator.step([state], [chunk_audio(4, 0)] * 2)
     with pytest.raises(ValueError, match="size"):
         generator.open(character(generator), size=5)
+    generator.close(state)
+    with pytest.raises(ValueError, match="closed"):
+        generator.step([state], [chunk_audio(4, 0)])
 
 
 def test_deterministic_per_seed(generator):
@@ -70,35 +88,53 @@ def test_prompt_and_audio_change_the_output(generator):
 
 
 def test_batched_step_equals_one_by_one(generator, monkeypatch):
-    latents = []
-    run = generator._run
-    monkeypatch.setattr(generator, "_run", lambda batch: latents.append(run(batch)) or latents[-1])
+    """Every stage of a step is batched across sessions, and a session computes what it would
+    alone: the refined latents, the frames, the committed history and every streaming cache."""
+    decoded, encoded = [], []
+    decode_step, encode_step = VideoVAE.decode_step, AudioEncoder.step
+
+    def spy_decode(vae, latents, cache):
+        decoded.append(latents.clone())
+        return decode_step(vae, latents, cache)
+
+    def spy_encode(encoder, pcm, track, cache):
+        encoded.append(pcm.shape[0])
+        return encode_step(encoder, pcm, track, cache)
+
+    monkeypatch.setattr(VideoVAE, "decode_step", spy_decode)
+    monkeypatch.setattr(AudioEncoder, "step", spy_encode)
 
     def make_pair():
         # Different characters (different reference counts), seeds, prompts and ring fill.
         a = generator.open(character(generator, 1, n=3), prompt="cheerful", seed=1)
         b = generator.open(character(generator, 2, n=2), prompt="sad and tired", seed=2)
-        n = CFG.samples_per_chunk
-        generator.feed(a, audio(1, 4 * n), audio(2, 4 * n))
-        generator.feed(b, audio(3, 4 * n), audio(4, 4 * n))
-        for _ in range(2):
-            generator.step([a])
+        for k in range(2):
+            generator.step([a], [chunk_audio(k, 1, 2)])
         return a, b
 
     a, b = make_pair()
-    latents.clear()
-    batched = generator.step([a, b])
-    batched_latents = latents[0]
+    decoded.clear(), encoded.clear()
+    batched = generator.step([a, b], [chunk_audio(2, 1, 2), chunk_audio(0, 3, 4)])
+    assert (
+        encoded == [4] and len(decoded) == 1
+    )  # one audio call (2 sessions x 2 tracks), one decode
+    batched_latents = decoded[0]
     a2, b2 = make_pair()
-    latents.clear()
-    alone = generator.step([a2]) + generator.step([b2])
+    decoded.clear()
+    alone = generator.step([a2], [chunk_audio(2, 1, 2)]) + generator.step(
+        [b2], [chunk_audio(0, 3, 4)]
+    )
     for row in range(2):
-        want = latents[row][0]
+        want = decoded[row][0]
         assert ((batched_latents[row] - want).norm() / want.norm()).item() <= 1e-5
         assert np.abs(batched[row].frames.astype(int) - alone[row].frames.astype(int)).max() <= 1
+        assert list(batched[row].pts_samples) == list(alone[row].pts_samples)
     for s1, s2 in ((a, a2), (b, b2)):
         diff = (s1.history.keys - s2.history.keys).norm() / s2.history.keys.norm()
         assert diff.item() <= 1e-5
+        for name in ("speak_cache", "listen_cache", "decode_cache"):
+            for x, y in zip(getattr(s1, name).slots, getattr(s2, name).slots):
+                torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
 
 
 def test_only_the_noisy_history_pass_commits(generator, monkeypatch):
@@ -119,9 +155,9 @@ def test_only_the_noisy_history_pass_commits(generator, monkeypatch):
     monkeypatch.setattr(HistoryRing, "commit", spy_commit)
     state = generator.open(character(generator), seed=0)
     before = state.history.keys.clone()
-    generator.feed(state, audio(0, CFG.samples_per_chunk), audio(1, CFG.samples_per_chunk))
-    generator.step([state])
-    levels = [round(x, 4) for x in generator.levels[:-1]]
+    generator.step([state], [chunk_audio(0, 0, 1)])
+    levels = sampling_timesteps(CFG.backbone_steps, CFG.flow_shift).tolist()
+    levels = [round(x, 4) for x in levels[:-1]]
     expected = [("pass", level, False) for level in levels]
     expected += [("pass", round(CFG.context_noise, 4), True), ("commit",)]
     assert calls == expected
@@ -139,8 +175,7 @@ def test_history_pass_kv_are_what_is_committed(generator, monkeypatch):
 
     monkeypatch.setattr(HistoryRing, "write", spy_write)
     state = generator.open(character(generator), seed=0)
-    generator.feed(state, audio(0, CFG.samples_per_chunk), audio(1, CFG.samples_per_chunk))
-    generator.step([state])
+    generator.step([state], [chunk_audio(0, 0, 1)])
     assert [layer for layer, _ in written] == list(range(CFG.n_layers))  # one pass wrote
     p = CFG.tokens_per_chunk
     for layer, k in written:
@@ -166,21 +201,18 @@ def test_memory_flat_over_many_chunks():
 
 def test_session_state_does_not_grow(generator):
     state = generator.open(character(generator), seed=0)
-    n = CFG.samples_per_chunk
 
     def sizes():
         tensors = [state.history.keys, state.history.values, *state.decode_cache.slots]
         tensors += [*state.speak_cache.slots, *state.listen_cache.slots]
         return [(t.data_ptr(), t.numel()) for t in tensors]
 
-    generator.feed(state, audio(0, n), audio(1, n))
-    generator.step([state])
+    generator.step([state], [chunk_audio(0, 0, 1)])
     first = sizes()
-    for _ in range(5):
-        generator.feed(state, audio(0, n), audio(1, n))
-        generator.step([state])
+    for k in range(1, 6):
+        generator.step([state], [chunk_audio(k, 0, 1)])
     assert sizes() == first
-    assert state.speak.available == 0 and state.history.length == CFG.history_chunks
+    assert state.history.length == CFG.history_chunks
 
 
 def test_weights_round_trip(tmp_path, generator):
@@ -193,6 +225,54 @@ def test_weights_round_trip(tmp_path, generator):
         load_lpm(tmp_path / "missing")
     cfg, _ = load_lpm(tmp_path / "missing", allow_random=True, preset="test")
     assert cfg.name == "test"
+
+
+def test_random_weights_are_one_constructor_and_seeded():
+    """Random weights of a named preset: deterministic per seed, blind to any checkpoint, and the
+    global RNG is left alone."""
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a = StreamingGenerator.from_checkpoint(random_weights=True, preset="test-tiny", seed=3)
+    b = StreamingGenerator.from_checkpoint(random_weights=True, preset="test-tiny", seed=3)
+    c = StreamingGenerator.from_checkpoint(random_weights=True, preset="test-tiny", seed=4)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert a.cfg.name == "test-tiny" and a.cfg.image_size == 32
+    weights = [next(g.model.backbone.parameters()) for g in (a, b, c)]
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+
+
+def test_shipped_checkpoint_loads_unchanged():
+    """The embedded default loads with every state-dict key matched, and streams frames."""
+    from lpm_npc.engine.weights import checkpoint_exists, default_checkpoint_dir
+
+    if not checkpoint_exists(default_checkpoint_dir()):
+        pytest.skip("no embedded checkpoint in this checkout")
+    generator = StreamingGenerator.from_checkpoint()  # load_lpm raises on any key mismatch
+    assert generator.cfg.name == "tiny"
+    images = np.random.default_rng(0).integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
+    prepared = generator.prepare(images, [("global", "scene"), ("view", "front")], name="x")
+    state = generator.open(prepared, seed=0)
+    n = generator.cfg.samples_per_chunk
+    silence = np.zeros(n, np.float32)
+    (out,) = generator.step([state], [ChunkAudio(0, silence, silence)])
+    assert out.frames.shape == (4, 128, 128, 3)
+
+
+def test_prepare_keeps_the_most_useful_references(generator):
+    """A sheet larger than max_references keeps the global shot, the views, then expressions."""
+    roles = [("expression", "angry"), ("global", "scene"), ("expression", "neutral")]
+    roles += [("view", "left"), ("view", "front"), ("expression", "smile")]
+    images = np.random.default_rng(0).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    prepared = generator.prepare(images, roles, name="big")
+    assert CFG.max_references == 4
+    assert prepared.roles == (
+        ("global", "scene"),
+        ("expression", "neutral"),
+        ("view", "left"),
+        ("view", "front"),
+    )
+    with pytest.raises(ValueError, match="roles"):
+        generator.prepare(images, roles[:2])
 
 
 @pytest.mark.slow  # a real (short) benchmark run: seconds of wall time

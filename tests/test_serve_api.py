@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lpm_npc._proto import characters_pb2 as cpb
 from lpm_npc._proto import sessions_pb2 as spb
 from lpm_npc.config import SAMPLES_PER_FRAME, ServeConfig
+from lpm_npc.engine.generator import StreamingGenerator
 from lpm_npc.serve.client import (
     EventQueue,
     LpmClient,
@@ -25,7 +26,7 @@ from lpm_npc.serve.client import (
 )
 from lpm_npc.serve.server import ServerThread
 from lpm_npc.serve.shm_ring import FrameRingReader
-from lpm_npc.serve.testing import sheet_images, tiny_generator
+from lpm_npc.serve.testing import sheet_images
 
 SPC = 4 * SAMPLES_PER_FRAME
 # A shared 2-core CI machine stalls at times: these tests check behaviour, not speed, so the
@@ -46,10 +47,10 @@ class RecordingGenerator:
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
-    def step(self, states, *, pad=False):
+    def step(self, states, audio):
         with self._lock:
             self.steps.append(tuple(id(s) for s in states))
-        return self._inner.step(states, pad=pad)
+        return self._inner.step(states, audio)
 
     def set_prompt(self, state, prompt):
         self.prompts.append(prompt)
@@ -58,7 +59,9 @@ class RecordingGenerator:
 
 @pytest.fixture(scope="module")
 def generator():
-    return RecordingGenerator(tiny_generator(seed=0))
+    return RecordingGenerator(
+        StreamingGenerator.from_checkpoint(random_weights=True, preset="test-tiny")
+    )
 
 
 @pytest.fixture(scope="module")

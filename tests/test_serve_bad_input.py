@@ -12,9 +12,10 @@ from lpm_npc._proto import characters_pb2 as cpb
 from lpm_npc._proto import sessions_pb2 as spb
 from lpm_npc.cli import main as cli_main
 from lpm_npc.config import ServeConfig, SheetLimits
+from lpm_npc.engine.generator import StreamingGenerator
 from lpm_npc.serve.client import EventQueue, LpmClient, audio_event, header_event
 from lpm_npc.serve.server import ServerThread
-from lpm_npc.serve.testing import png_bytes, sheet_images, tiny_generator
+from lpm_npc.serve.testing import png_bytes, sheet_images
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -34,7 +35,10 @@ LIMITS = SheetLimits(max_images=6, max_file_bytes=60_000, max_total_bytes=150_00
 def server(tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
     with ServerThread(
-        generator=tiny_generator(), store_dir=str(store), config=CONFIG, sheet_limits=LIMITS
+        generator=StreamingGenerator.from_checkpoint(random_weights=True, preset="test-tiny"),
+        store_dir=str(store),
+        config=CONFIG,
+        sheet_limits=LIMITS,
     ) as running:
         with LpmClient(running.address, timeout=30) as client:
             client.register_images("ann", sheet_images(seed=1))
@@ -391,7 +395,11 @@ def test_there_are_at_least_thirty_cases() -> None:
 
 
 def test_unauthenticated(tmp_path: Path) -> None:
-    with ServerThread(generator=tiny_generator(), store_dir=str(tmp_path), token="t0k") as running:
+    with ServerThread(
+        generator=StreamingGenerator.from_checkpoint(random_weights=True, preset="test-tiny"),
+        store_dir=str(tmp_path),
+        token="t0k",
+    ) as running:
         before = _snapshot(tmp_path)
         with LpmClient(running.address, timeout=10) as anonymous:
             with pytest.raises(grpc.RpcError) as error:

@@ -8,8 +8,9 @@ import pytest
 
 from lpm_npc.cli import main as cli_main
 from lpm_npc.config import SAMPLES_PER_FRAME, ServeConfig
+from lpm_npc.engine.generator import StreamingGenerator
 from lpm_npc.serve.server import ServerThread
-from lpm_npc.serve.testing import sheet_images, tiny_generator
+from lpm_npc.serve.testing import sheet_images
 from lpm_npc.synth.audio_io import write_wav
 from lpm_npc.synth.sheet import ReferenceImage, ReferenceSheet, write_sheet
 from lpm_npc.synth.video_io import read_mp4
@@ -20,7 +21,11 @@ PATIENT = ServeConfig(degrade_lag_chunks=1e6, recover_lag_chunks=1e6, shed_lag_c
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
-    with ServerThread(generator=tiny_generator(), store_dir=str(store), config=PATIENT) as running:
+    with ServerThread(
+        generator=StreamingGenerator.from_checkpoint(random_weights=True, preset="test-tiny"),
+        store_dir=str(store),
+        config=PATIENT,
+    ) as running:
         yield running
 
 
@@ -110,13 +115,20 @@ def test_demo_writes_video_and_contact_sheet(tmp_path: Path, capsys) -> None:
     assert summary["wall_seconds"] < 180
 
 
-def test_bench_serve_reports_the_ratios(capsys) -> None:
-    args = ["bench", "serve", "--sessions", "2", "--seconds", "0.5", "--preset", "test-tiny"]
-    assert cli_main([*args, "--json"]) == 0
+def test_bench_serve_reports_every_session_count(capsys) -> None:
+    args = ["bench", "serve", "--sessions", "1,2", "--seconds", "0.5"]
+    assert cli_main([*args, "--preset", "test-tiny", "--random-weights", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert len(report["per_session_fps"]) == 2 and all(f > 0 for f in report["per_session_fps"])
-    assert report["latency_ms_p95"] >= report["latency_ms_p50"] > 0
-    assert report["batched_vs_sequential"] > 0 and report["shm_vs_inline_delivery"] > 0
-    batched = report["phases"]["throughput_batched"]
-    assert batched["mean_batch"] > 1.0  # two sessions really shared steps
-    assert report["phases"]["throughput_sequential"]["mean_batch"] == 1.0
+    assert report["model"] == "test-tiny"
+    assert [run["sessions"] for run in report["runs"]] == [1, 2]
+    for run in report["runs"]:
+        n = run["sessions"]
+        assert len(run["per_session_fps"]) == n and all(f > 0 for f in run["per_session_fps"])
+        assert run["latency_ms_p95"] >= run["latency_ms_p50"] > 0
+        assert run["dropped_frames"] >= 0 and run["rss_per_session_mb"] is not None
+        assert run["batched_vs_sequential"] > 0 and run["shm_vs_inline_delivery"] > 0
+        assert run["phases"]["throughput_sequential"]["mean_batch"] == 1.0
+    two = report["runs"][1]["phases"]["throughput_batched"]
+    assert two["mean_batch"] > 1.0  # two sessions really shared steps
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "serve", "--sessions", "1,x"])

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -23,8 +22,7 @@ import numpy as np
 import torch
 
 from lpm_npc.config import SAMPLE_RATE, ModelConfig
-
-log = logging.getLogger(__name__)
+from lpm_npc.engine.protocol import ChunkAudio
 
 
 def transformer_flops(cfg: ModelConfig, n_layers: int, history_tokens: int, refs: int) -> int:
@@ -108,7 +106,8 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
+    """Resident set size of this process, MiB (Linux /proc)."""
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -141,29 +140,19 @@ class GeneratorBench:
 
 
 def _bench_character(generator, cfg: ModelConfig):
-    """A rendered reference sheet when the synth renderer is available, else noise images."""
-    try:
-        from lpm_npc.synth.character import CharacterSpec
-        from lpm_npc.synth.sheet import render_sheet
+    """The references of a rendered procedural character, prepared."""
+    from lpm_npc.synth.character import CharacterSpec
+    from lpm_npc.synth.sheet import render_sheet, sheet_to_array
 
-        return generator.prepare(render_sheet(CharacterSpec.from_seed(1), cfg.image_size))
-    except ImportError:
-        log.warning("synth sheet renderer unavailable; benchmarking with noise references")
-        rng = np.random.default_rng(0)
-        images = rng.integers(0, 256, (3, cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
-        roles = [("global", ""), ("view", "front"), ("expression", "neutral")]
-        return generator.prepare_images(images, roles, name="noise")
+    sheet = render_sheet(CharacterSpec.from_seed(1), cfg.image_size)
+    images, roles = sheet_to_array(sheet, cfg.image_size)
+    return generator.prepare(images, roles, name=sheet.name)
 
 
 def _bench_audio(seconds: float) -> np.ndarray:
-    try:
-        from lpm_npc.synth.speech import babble
+    from lpm_npc.synth.speech import babble
 
-        return babble(1, seconds).astype(np.float32)
-    except ImportError:
-        return (np.random.default_rng(0).standard_normal(int(seconds * SAMPLE_RATE)) * 0.1).astype(
-            np.float32
-        )
+    return babble(1, seconds).astype(np.float32)
 
 
 def bench_generator(
@@ -182,23 +171,19 @@ def bench_generator(
     from tqdm import tqdm
 
     from lpm_npc.engine.generator import StreamingGenerator
-    from lpm_npc.engine.weights import checkpoint_exists, default_checkpoint_dir, load_lpm
+    from lpm_npc.engine.weights import checkpoint_exists, default_checkpoint_dir
 
     if dtype not in ("fp32", "bf16"):
         raise ValueError(f"dtype must be fp32 or bf16, got {dtype!r}")
     if threads is not None:
         torch.set_num_threads(threads)
-    directory = checkpoint or default_checkpoint_dir()
-    found = checkpoint_exists(Path(directory))
+    directory = Path(checkpoint) if checkpoint is not None else default_checkpoint_dir()
+    found = checkpoint_exists(directory)
     torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
-    cfg, model = load_lpm(
-        directory if found else None,
-        allow_random=not found,
-        preset=preset,
-        device=device,
-        dtype=torch_dtype,
+    generator = StreamingGenerator.from_checkpoint(
+        directory, random_weights=not found, preset=preset, device=device, dtype=torch_dtype
     )
-    generator = StreamingGenerator(cfg, model)
+    cfg, model = generator.cfg, generator.model
     if compile:
         generator.compile()
     start = time.perf_counter()
@@ -209,24 +194,25 @@ def bench_generator(
     listen = np.zeros_like(speak)
     per = cfg.samples_per_chunk
 
+    def chunk(k: int) -> ChunkAudio:
+        lo = (k % (len(speak) // per - 1)) * per  # the babble track loops; the clock does not
+        return ChunkAudio(k * per, speak[lo : lo + per], listen[lo : lo + per])
+
     start = time.perf_counter()
     state = generator.open(character, prompt="cheerful", seed=0, size=size)
-    generator.feed(state, speak[:per], listen[:per])
-    generator.step([state])
+    generator.step([state], [chunk(0)])
     first_frame_ms = (time.perf_counter() - start) * 1000
     with FlopCounterMode(display=False) as counter:
-        generator.feed(state, speak[per : 2 * per], listen[per : 2 * per])
-        generator.step([state])
+        generator.step([state], [chunk(1)])
     step_flops = counter.get_total_flops()
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     times = []
     for k in tqdm(range(2, n_chunks + 2), disable=not progress, desc="chunks", file=None):
-        lo = (k % (len(speak) // per - 1)) * per
-        generator.feed(state, speak[lo : lo + per], listen[lo : lo + per])
+        audio = chunk(k)
         t0 = time.perf_counter()
-        generator.step([state])
+        generator.step([state], [audio])
         times.append(time.perf_counter() - t0)
-    rss_growth = _rss_mb() - rss0
+    rss_growth = rss_mb() - rss0
     compute = float(np.sum(times))
     media = len(times) * per / SAMPLE_RATE
     peak = measure_matmul_gflops(torch_dtype, device)

@@ -1,9 +1,9 @@
 """Offline generation with the StreamingGenerator: whole audio tracks in, frames out.
 
-`render_jobs(generator, jobs)` opens one session per `RenderJob`, and steps all of them together
-(one batched chunk per step, exactly the streaming path the daemon runs), feeding each session its
-speak and listen tracks chunk by chunk; tracks are zero-padded (silence) to whole chunks and to the
-longest job. Frames are either collected, or handed to `on_chunk(job, chunk_index, frames)` so a
+`render_jobs(generator, jobs)` opens one session per `RenderJob` (a prepared character), and steps
+all of them together (one batched chunk per step, exactly the streaming path the daemon runs),
+handing each session its speak and listen tracks chunk by chunk (`ChunkAudio`); tracks are
+zero-padded (silence) to whole chunks and to the longest job. Frames are either collected, or handed to `on_chunk(job, chunk_index, frames)` so a
 10-minute run need not hold every frame in memory.
 
 Used by `lpm-npc render` and `bench quality`. It does not write files or read checkpoints.
@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lpm_npc.config import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from lpm_npc.engine.protocol import ChunkAudio, PreparedCharacter
 
 
 @dataclass(frozen=True)
 class RenderJob:
     """One session to render."""
 
-    character: object  # ReferenceSheet or PreparedCharacter
+    character: PreparedCharacter  # `generator.prepare(images, roles)`
     speak: np.ndarray  # (N,) float32 16 kHz NPC track
     listen: np.ndarray  # (N,) float32 16 kHz player track (may be all zeros)
     prompt: str = ""
@@ -90,10 +91,9 @@ def render_jobs(
     try:
         for k in range(n_chunks):
             span = slice(k * per_chunk, (k + 1) * per_chunk)
-            for state, (speak, listen) in zip(states, tracks):
-                generator.feed(state, speak=speak[span], listen=listen[span])
+            audio = [ChunkAudio(span.start, speak[span], listen[span]) for speak, listen in tracks]
             t0 = time.perf_counter()
-            outputs = generator.step(states)
+            outputs = generator.step(states, audio)
             chunk_ms.append((time.perf_counter() - t0) * 1000.0)
             for i, out in enumerate(outputs):
                 if collect:

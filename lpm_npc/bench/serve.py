@@ -1,6 +1,7 @@
 """`lpm-npc bench serve`: the daemon measured end to end, through gRPC, in one run.
 
-Four phases on one generator, each against a fresh in-process daemon on a free port:
+For every session count asked for (`--sessions 1,2,4`), four phases on one generator, each against
+a fresh in-process daemon on a free port:
 
 1. **real time, INLINE** — N sessions stream `seconds` of speak + listen audio in real time (as
    engines do); per session: fps (frames / wall time from its first event to its last frame), dropped
@@ -13,6 +14,11 @@ Four phases on one generator, each against a fresh in-process daemon on a free p
    sessions send audio as fast as accepted with pacing off (no lead limit); frames per wall
    second over all sessions; `batched_vs_sequential` = phase 3 / phase 4.
 
+`rss_per_session_mb`: during phase 1, (peak RSS - RSS before the sessions opened) / N, with the
+daemon warm and the character prepared; freed heap is returned to the OS first (`malloc_trim`,
+glibc), so memory an earlier count freed does not hide this count's growth.
+
+The report is `{"model", "image_size", "seconds", "threads", "runs": [{"sessions": N, ...}]}`.
 The numbers are ratios measured in the same process on the same machine (DESIGN.md §6); the
 absolute fps depend on the preset, the checkpoint and what else the CPU is doing.
 """
@@ -20,18 +26,22 @@ absolute fps depend on the preset, the checkpoint and what else the CPU is doing
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 
+from lpm_npc.bench.generator import rss_mb
 from lpm_npc.config import SAMPLE_RATE, ServeConfig
+from lpm_npc.engine.protocol import ChunkGenerator
 
 
 def _audio(seconds: float, seed: int) -> np.ndarray:
@@ -51,8 +61,37 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def _release_free_memory() -> None:
+    """Collect garbage and hand freed heap back to the OS (glibc; elsewhere only the collection)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class _PeakRss:
+    """Samples this process's RSS every 50 ms in a thread; `peak_mb` after `stop()`."""
+
+    def __init__(self) -> None:
+        self.peak_mb = rss_mb()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.05):
+            self.peak_mb = max(self.peak_mb, rss_mb())
+
+    def stop(self) -> float:
+        self._done.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, rss_mb())
+        return self.peak_mb
+
+
 def _run_phase(
-    generator: Any,
+    generator: ChunkGenerator,
     config: ServeConfig,
     *,
     sessions: int,
@@ -73,6 +112,9 @@ def _run_phase(
     ):
         client.register_images("bench", sheet_images(seed=0))
         list(client.prepare("bench"))
+        _release_free_memory()
+        rss_before = rss_mb()
+        memory = _PeakRss()
         opened = [client.open_session("bench", delivery=kind, seed=i) for i in range(sessions)]
         results: list = [None] * sessions
         began = [0] * sessions
@@ -100,6 +142,7 @@ def _run_phase(
         for thread in threads:
             thread.join()
         wall = time.monotonic() - started
+        rss_peak = memory.stop()
         if errors:
             raise errors[0]
         stats = server.daemon.scheduler.stats
@@ -133,53 +176,37 @@ def _run_phase(
         "latency_ms_p50": _percentile(latencies, 0.5),
         "latency_ms_p95": _percentile(latencies, 0.95),
         "delivery_ms_p50": statistics.median(deliveries) if deliveries else None,
+        "rss_per_session_mb": (rss_peak - rss_before) / sessions,
     }
 
 
-def bench_serve(
-    *,
+def _measure(
+    generator: ChunkGenerator,
     sessions: int,
     seconds: float,
-    preset: str = "tiny",
-    checkpoint: str | None = None,
-    random_weights: bool = False,
-    progress: bool = True,
+    say: Callable[[str], None],
 ) -> dict:
-    """Run the four phases (module docstring) and return a JSON-ready report."""
-    from lpm_npc.commands.serve import load_generator
-
-    if preset == "test-tiny":
-        from lpm_npc.serve.testing import tiny_generator
-
-        generator = tiny_generator()
-    else:
-        generator = load_generator(checkpoint, random_weights=random_weights, preset=preset)
+    """The four phases (module docstring) at one session count -> one entry of `runs`."""
     # Behaviour under overload is part of the measurement: keep the default degradation policy
     # in the paced phases; throughput phases lift the pacing so the generator never waits.
     paced = ServeConfig(max_sessions=max(8, sessions))
     unpaced = replace(paced, max_lead_chunks=10**6, degrade_lag_chunks=1e9, shed_lag_chunks=1e9)
-    phases = {}
     plan = [
-        ("warmup", paced, "inline", False, 1, min(seconds, 1.0)),
-        ("realtime_inline", paced, "inline", False, sessions, seconds),
-        ("realtime_shm", paced, "shm", False, sessions, seconds),
-        ("throughput_batched", unpaced, "inline", True, sessions, seconds),
-        ("throughput_sequential", replace(unpaced, max_batch=1), "inline", True, sessions, seconds),
+        ("realtime_inline", paced, "inline", False),
+        ("realtime_shm", paced, "shm", False),
+        ("throughput_batched", unpaced, "inline", True),
+        ("throughput_sequential", replace(unpaced, max_batch=1), "inline", True),
     ]
-    for name, config, delivery, fast, n, length in plan:
-        if progress:
-            print(f"bench serve: {name} ({n} sessions x {length:g} s)", file=sys.stderr)
+    phases = {}
+    for name, config, delivery, fast in plan:
+        say(f"bench serve: {name} ({sessions} sessions x {seconds:g} s)")
         phases[name] = _run_phase(
-            generator, config, sessions=n, seconds=length, delivery=delivery, fast=fast
+            generator, config, sessions=sessions, seconds=seconds, delivery=delivery, fast=fast
         )
-    phases.pop("warmup")
     inline, shm = phases["realtime_inline"], phases["realtime_shm"]
     batched, sequential = phases["throughput_batched"], phases["throughput_sequential"]
     return {
-        "model": generator.cfg.name,
-        "image_size": generator.cfg.image_size,
         "sessions": sessions,
-        "seconds": seconds,
         "per_session_fps": [s["fps"] for s in inline["per_session"]],
         "latency_ms_p50": inline["latency_ms_p50"],
         "latency_ms_p95": inline["latency_ms_p95"],
@@ -188,23 +215,79 @@ def bench_serve(
         "shm_vs_inline_delivery": (inline["delivery_ms_p50"] / shm["delivery_ms_p50"])
         if shm["delivery_ms_p50"]
         else None,
+        "rss_per_session_mb": inline["rss_per_session_mb"],
         "phases": phases,
     }
+
+
+def bench_serve(
+    *,
+    sessions: Sequence[int],
+    seconds: float,
+    preset: str = "tiny",
+    checkpoint: str | None = None,
+    random_weights: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Measure every session count in `sessions` (module docstring); a JSON-ready report."""
+    import torch
+
+    from lpm_npc.engine.generator import StreamingGenerator
+
+    generator = StreamingGenerator.from_checkpoint(
+        checkpoint,
+        random_weights=random_weights,
+        allow_random=checkpoint is None,
+        preset=preset,
+    )
+
+    def say(line: str) -> None:
+        if progress:
+            print(line, file=sys.stderr)
+
+    say("bench serve: warmup (1 session x 1 s)")
+    _run_phase(generator, ServeConfig(), sessions=1, seconds=1.0, delivery="inline", fast=False)
+    return {
+        "model": generator.cfg.name,
+        "image_size": generator.cfg.image_size,
+        "seconds": seconds,
+        "threads": torch.get_num_threads(),
+        "runs": [_measure(generator, n, seconds, say) for n in sessions],
+    }
+
+
+def _session_counts(text: str) -> list[int]:
+    """Parse "1,2,4" into [1, 2, 4] (argparse type)."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"--sessions takes comma-separated integers such as 1,2,4, got {text!r}"
+        ) from error
+    if not counts or any(not 1 <= n <= 64 for n in counts):
+        raise argparse.ArgumentTypeError(f"--sessions: each count must be in [1, 64], got {text!r}")
+    return counts
 
 
 def register_serve(group: argparse._SubParsersAction) -> None:
     """Adds `bench serve` to the `bench` command group."""
     parser = group.add_parser(
         "serve",
-        help="the gRPC daemon end to end: fps, latency, drops, batching and SHM ratios",
+        help="the gRPC daemon end to end: fps, latency, drops, batching, SHM and memory ratios",
         description=__doc__.split("\n\n")[1],
     )
-    parser.add_argument("--sessions", type=int, default=2, help="concurrent sessions")
+    parser.add_argument(
+        "--sessions",
+        type=_session_counts,
+        default=[1, 2, 4],
+        help="concurrent session counts, each measured in turn (default 1,2,4)",
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="media seconds per session")
     parser.add_argument(
         "--preset",
         default="tiny",
-        help="preset for random weights; 'test-tiny' = the 32 px test model (fast)",
+        help="preset of random weights (with --random-weights or without a checkpoint); "
+        "'test-tiny' = the 32 px test model (fast)",
     )
     parser.add_argument("--checkpoint", default=None, help="checkpoint dir (default: embedded)")
     parser.add_argument("--random-weights", action="store_true", help="ignore the checkpoint")
@@ -222,8 +305,6 @@ def register_serve(group: argparse._SubParsersAction) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     from lpm_npc.errors import UserError
 
-    if not 1 <= args.sessions <= 64:
-        raise UserError(f"--sessions must be in [1, 64], got {args.sessions}")
     if not 0.5 <= args.seconds <= 600:
         raise UserError(f"--seconds must be in [0.5, 600], got {args.seconds}")
     if args.threads is not None:
@@ -243,7 +324,11 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    for key, value in report.items():
-        if key != "phases":
-            print(f"{key:>24}: {value}")
+    for key in ("model", "image_size", "seconds", "threads"):
+        print(f"{key:>24}: {report[key]}")
+    for run in report["runs"]:
+        print(f"--- {run['sessions']} session(s)")
+        for key, value in run.items():
+            if key not in ("sessions", "phases"):
+                print(f"{key:>24}: {value}")
     return 0

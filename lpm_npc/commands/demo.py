@@ -148,8 +148,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from lpm_npc.commands.serve import load_generator
     from lpm_npc.config import SAMPLE_RATE, SAMPLES_PER_FRAME, ServeConfig
+    from lpm_npc.engine.generator import StreamingGenerator
     from lpm_npc.serve.client import (
         ConversationResult,
         EventQueue,
@@ -165,7 +165,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    generator = load_generator(args.checkpoint, random_weights=False, preset="tiny")
+    generator = StreamingGenerator.from_checkpoint(
+        args.checkpoint, allow_random=args.checkpoint is None
+    )
     script = build_script(args.seed, args.lookahead)
     total_frames = len(script.listen) // SAMPLES_PER_FRAME
     with (

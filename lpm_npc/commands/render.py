@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from lpm_npc.config import FPS, SAMPLES_PER_FRAME
     from lpm_npc.engine.generator import StreamingGenerator
     from lpm_npc.synth.audio_io import read_wav
-    from lpm_npc.synth.sheet import load_sheet
+    from lpm_npc.synth.sheet import load_sheet, sheet_to_array
     from lpm_npc.synth.video_io import write_mp4
 
     if args.seconds is not None and args.seconds <= 0:
@@ -57,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
     speak = read_wav(args.speak, resample=args.resample)
     listen = read_wav(args.listen, resample=args.resample) if args.listen else None
     generator = StreamingGenerator.from_checkpoint(args.checkpoint, device=args.device)
+    images, roles = sheet_to_array(sheet, generator.cfg.image_size)
     job = RenderJob(
-        character=sheet,
+        character=generator.prepare(images, roles, name=sheet.name),
         speak=speak,
         listen=listen if listen is not None else np.zeros(0, np.float32),
         prompt=args.prompt,

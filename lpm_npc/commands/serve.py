@@ -43,41 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def load_generator(checkpoint: str | None, *, random_weights: bool, preset: str):  # noqa: ANN201
-    """The embedded default (or --checkpoint); random weights with a warning when it is missing."""
-    import logging
-
-    from lpm_npc.config import ModelConfig
-    from lpm_npc.engine.generator import StreamingGenerator
-    from lpm_npc.engine.weights import checkpoint_exists, default_checkpoint_dir
-
-    log = logging.getLogger("lpm_npc.serve")
-    if random_weights:
-        import torch
-
-        from lpm_npc.model.lpm import LPM
-
-        cfg = ModelConfig.from_name(preset)
-        torch.manual_seed(0)
-        log.warning("random weights (preset %s): frames will not look like the character", preset)
-        return StreamingGenerator(cfg, LPM(cfg))
-    if checkpoint is not None:
-        return StreamingGenerator.from_checkpoint(checkpoint)
-    if not checkpoint_exists(default_checkpoint_dir()):
-        log.warning(
-            "no checkpoint at %s yet: serving RANDOM weights (preset %s); frames will be noise-like",
-            default_checkpoint_dir(),
-            preset,
-        )
-    return StreamingGenerator.from_checkpoint(None, allow_random=True)
-
-
 def run(args: argparse.Namespace) -> int:
     import asyncio
     import dataclasses
     import signal
 
     from lpm_npc.config import ServeConfig
+    from lpm_npc.engine.generator import StreamingGenerator
     from lpm_npc.errors import UserError
 
     if not 0 <= args.port <= 65535:
@@ -93,8 +65,13 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, max_sessions=args.max_sessions)
     token = args.token if args.token is not None else os.environ.get("LPM_NPC_TOKEN") or None
     store = Path(args.store) if args.store else default_store_dir()
-    generator = load_generator(
-        args.checkpoint, random_weights=args.random_weights, preset=args.preset
+    # Without --checkpoint the embedded default; random weights (with a warning) only when it is
+    # missing or when asked for.
+    generator = StreamingGenerator.from_checkpoint(
+        args.checkpoint,
+        random_weights=args.random_weights,
+        allow_random=args.checkpoint is None,
+        preset=args.preset,
     )
 
     async def main() -> None:

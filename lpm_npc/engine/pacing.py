@@ -53,9 +53,6 @@ class MediaClock:
         """Re-anchor so that `sample` is due now (a stream re-attached after a pause)."""
         self.origin_ns = now_ns - sample * NS_PER_SAMPLE
 
-    def sample_at(self, now_ns: int) -> int:
-        return (now_ns - self.origin_ns) // NS_PER_SAMPLE
-
 
 @dataclass(frozen=True)
 class ChunkOutlook:

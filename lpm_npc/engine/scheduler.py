@@ -6,14 +6,19 @@
     result = self.run(batch)         # one generator.step over all of them (a worker thread)
     self.postprocess(result)         # frames and playback events into each session's outbox
 
+`schedule` asks each session's pacing (`engine/pacing.py`) whether its next chunk is due and
+takes exactly that chunk's audio from the session's tracks (`ChunkInput`); `run` hands every due
+session's `ChunkAudio` to one `generator.step` (pending prompt changes are applied first, on the
+same thread); `postprocess` gives each session its `ChunkFrames` (pts computed once, by the
+generator, from the audio's clock position, so a shed chunk leaves a gap in both seq and pts).
+
 `serve_forever()` runs that loop on an asyncio event loop, with `run` in a single worker thread
 so the loop keeps receiving audio while the model computes. Every generator call (open, prepare,
-close too, via `call_in_worker`) goes through that one thread, so the generator is never used
-from two threads at once.
+set_prompt, close, via `run` or `call_in_worker`) goes through that one thread, so the generator
+is never used from two threads at once. The clock is injected (`clock=`), so tests drive the
+whole loop with a fake clock and a fake `ChunkGenerator`.
 
-The generator is anything with the `ChunkGenerator` methods (`engine/generator.py`'s
-`StreamingGenerator`). The scheduler does not decode audio bytes, deliver frames or know about
-gRPC; it computes pts itself (chunks may be skipped under load, which the generator cannot see).
+The scheduler does not decode audio bytes, deliver frames or know about gRPC.
 """
 
 from __future__ import annotations
@@ -21,40 +26,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
-
-import numpy as np
+from typing import Any, TypeVar
 
 from lpm_npc.config import ServeConfig
+from lpm_npc.engine.events import StatusOut, StreamEndOut
 from lpm_npc.engine.pacing import NS_PER_SAMPLE, Due, LoadMonitor, LoadSnapshot, chunk_due
-from lpm_npc.engine.session import (
-    LISTEN,
-    SPEAK,
-    ChunkInput,
-    EngineSession,
-    StatusOut,
-    StreamEndOut,
-)
+from lpm_npc.engine.protocol import ChunkFrames, ChunkGenerator
+from lpm_npc.engine.session import LISTEN, SPEAK, ChunkInput, EngineSession
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class ChunkGenerator(Protocol):
-    """What the scheduler needs from the streaming generator."""
-
-    def feed(
-        self, state: Any, speak: np.ndarray | None = None, listen: np.ndarray | None = None
-    ): ...
-
-    def step(self, states: Sequence[Any], *, pad: bool = False) -> list[Any]: ...
-
-    def set_prompt(self, state: Any, prompt: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -63,12 +48,13 @@ class Batch:
 
     sessions: tuple[EngineSession, ...]
     inputs: tuple[ChunkInput, ...]
+    prompts: tuple[str | None, ...]  # a prompt change to apply before this chunk, per session
 
 
 @dataclass(frozen=True)
 class StepResult:
     batch: Batch
-    images: list[np.ndarray] | None  # per session: uint8 (N, H, W, 3); None when the step failed
+    frames: list[ChunkFrames] | None  # per session; None when the step failed
     started_ns: int  # monotonic
     finished_ns: int
     error: str = ""
@@ -79,7 +65,6 @@ class SchedulerStats:
     steps: int = 0  # generator.step calls
     chunks: int = 0  # chunks generated (sum of batch sizes)
     shed_chunks: int = 0  # idle chunks skipped under load
-    compute_ns: int = 0  # time inside generator steps
 
 
 class Scheduler:
@@ -90,18 +75,16 @@ class Scheduler:
         generator: ChunkGenerator,
         config: ServeConfig,
         *,
-        samples_per_chunk: int,
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.generator = generator
         self.config = config
-        self.samples_per_chunk = samples_per_chunk
-        self.chunk_ns = samples_per_chunk * NS_PER_SAMPLE
+        self.samples_per_chunk = generator.cfg.samples_per_chunk
+        self.chunk_ns = self.samples_per_chunk * NS_PER_SAMPLE
         self.clock = clock
         self.sessions: dict[str, EngineSession] = {}
         self.load = LoadMonitor(config, self.chunk_ns)
         self.stats = SchedulerStats()
-        self.batch_sizes: deque[int] = deque(maxlen=256)  # recent steps, newest last
         self.queue_depth = 0  # sessions found due at the last schedule
         self.on_step: Callable[[StepResult], None] = lambda result: None  # metrics hook
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpm-generator")
@@ -157,27 +140,28 @@ class Scheduler:
         due.sort(key=lambda item: item[0])
         limit = self.config.max_batch or len(due)
         chosen = [session for _, session in due[:limit]]
+        prompts = []
         for session in chosen:
-            if session.pending_prompt is not None:
-                self.generator.set_prompt(session.state, session.pending_prompt)
-                session.pending_prompt = None
+            prompts.append(session.pending_prompt)
+            session.pending_prompt = None
         inputs = tuple(session.take_chunk(now_ns) for session in chosen)
-        return Batch(sessions=tuple(chosen), inputs=inputs)
+        return Batch(sessions=tuple(chosen), inputs=inputs, prompts=tuple(prompts))
 
     def run(self, batch: Batch) -> StepResult:
-        """One batched generator step (runs in the worker thread)."""
+        """Prompt changes, then one batched generator step (runs in the worker thread)."""
         started = self.clock()
+        states = [session.state for session in batch.sessions]
         try:
-            for session, chunk in zip(batch.sessions, batch.inputs, strict=True):
-                self.generator.feed(session.state, speak=chunk.speak, listen=chunk.listen)
-            outputs = self.generator.step([s.state for s in batch.sessions], pad=True)
-            images = [np.asarray(out.frames) for out in outputs]
+            for state, prompt in zip(states, batch.prompts, strict=True):
+                if prompt is not None:
+                    self.generator.set_prompt(state, prompt)
+            frames = self.generator.step(states, [chunk.audio for chunk in batch.inputs])
         except Exception as error:  # noqa: BLE001 - reported to the sessions, loop keeps going
             log.exception("generator step failed for %d sessions", len(batch.sessions))
             return StepResult(
                 batch, None, started, self.clock(), error=f"generation failed: {error}"
             )
-        return StepResult(batch, images, started, self.clock())
+        return StepResult(batch, frames, started, self.clock())
 
     def postprocess(self, result: StepResult) -> None:
         """Record load, then queue each session's events."""
@@ -185,22 +169,14 @@ class Scheduler:
         compute = result.finished_ns - result.started_ns
         self.stats.steps += 1
         self.stats.chunks += len(batch.sessions)
-        self.stats.compute_ns += compute
-        self.batch_sizes.append(len(batch.sessions))
         self.load.record_step(
             compute, len(batch.sessions), max(c.lateness_ns for c in batch.inputs)
         )
         for i, (session, chunk) in enumerate(zip(batch.sessions, batch.inputs, strict=True)):
-            if result.images is None:
+            if result.frames is None:
                 session.fail_chunk(result.error)
                 continue
-            session.complete_chunk(
-                chunk,
-                result.images[i],
-                result.started_ns,
-                result.finished_ns,
-                lambda s=session: self.status_for(s),
-            )
+            session.complete_chunk(chunk, result.frames[i], lambda s=session: self.status_for(s))
         self.on_step(result)
 
     def step(self) -> bool:

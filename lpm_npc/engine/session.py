@@ -1,14 +1,24 @@
-"""The engine side of one conversation session: tracks, segments, clock and output events.
+"""The engine side of one conversation session: its two audio tracks on one clock, segments,
+barge-in, and the events it emits.
 
-An `EngineSession` wraps the generator's per-session state with what the scheduler needs: the
-SPEAK and LISTEN `TrackBuffer`s on one sample clock, the SPEAK segments (utterances) whose
-playback is announced, barge-in, live prompt changes, and an outbox of typed events
-(`FrameOut`, `PlaybackStartedOut`, `PlaybackFinishedOut`, `StatusOut`, `StreamEndOut`) that the
-serving layer turns into wire messages.
+`TrackBuffer` holds one track's samples from the session's generation point (`start`, the first
+sample of the next chunk to generate) to the end of what has arrived (`end`): the only audio
+buffer between the wire and the model. Audio is appended at a sample position: a gap before it is
+silence, samples before `start` arrived too late (their chunk was already generated) and are
+dropped and counted, and a position before the end of the previous append is an ordering error.
+`take(n)` hands out exactly `n` samples (silence where nothing arrived) and advances the
+generation point; `drop()` discards everything buffered (barge-in). It remembers when each append
+arrived, so a chunk can report when its inputs were complete (a frame's latency starts there).
+
+`EngineSession` wraps the generator's per-session state with what the scheduler needs: the SPEAK
+and LISTEN tracks, the SPEAK segments (utterances) whose playback is announced, barge-in, live
+prompt changes, and an outbox of typed events (`engine/events.py`) for the serving layer.
+`take_chunk` gives the scheduler a `ChunkInput` (its `ChunkAudio` is what the generator steps on);
+`complete_chunk` turns the generator's `ChunkFrames` into events.
 
 Contracts:
-- Frames of chunk k have pts `k * samples_per_chunk + i * SAMPLES_PER_FRAME` and seq
-  `k * frames_per_chunk + i`; a skipped (shed) chunk leaves a gap in both.
+- Frames of chunk k have seq `k * frames_per_chunk + i` and the pts of `ChunkFrames` (computed
+  once, in `protocol.frame_pts`); a skipped (shed) chunk leaves a gap in both.
 - Every `interrupt()` is answered by at least one `PlaybackFinishedOut(interrupted=True)`: at once
   when no chunk of this session is being generated, else right after that chunk's frames (so no
   frame showing the cut speech follows the answer).
@@ -29,80 +39,152 @@ from typing import Any
 
 import numpy as np
 
-from lpm_npc.config import SAMPLE_RATE, SAMPLES_PER_FRAME, ServeConfig
-from lpm_npc.engine.pacing import NS_PER_SAMPLE, ChunkOutlook, LoadSnapshot, MediaClock
-from lpm_npc.engine.track_buffer import AppendResult, TrackBuffer
+from lpm_npc.config import SAMPLE_RATE, ServeConfig
+from lpm_npc.engine.events import (
+    FrameOut,
+    PlaybackFinishedOut,
+    PlaybackStartedOut,
+    SessionEvent,
+    StatusOut,
+    StreamEndOut,
+    unix_ns,
+)
+from lpm_npc.engine.pacing import NS_PER_SAMPLE, ChunkOutlook, MediaClock
+from lpm_npc.engine.protocol import ChunkAudio, ChunkFrames
 
 SPEAK = "speak"
 LISTEN = "listen"
 TRACKS = (SPEAK, LISTEN)
 
-# Monotonic -> Unix epoch, fixed once so converted times stay ordered.
-_UNIX_OFFSET_NS = time.time_ns() - time.monotonic_ns()
+
+class AudioOrderError(ValueError):
+    """An append went back before the end of the previous append on the same track."""
 
 
-def unix_ns(monotonic_ns: int) -> int:
-    return monotonic_ns + _UNIX_OFFSET_NS
-
-
-@dataclass(frozen=True)
-class FrameOut:
-    seq: int
-    chunk_index: int
-    pts_samples: int
-    image: np.ndarray  # uint8 (H, W, 3) RGB
-    input_ready_unix_ns: int
-    step_started_unix_ns: int
-    step_finished_unix_ns: int
-    speaking: bool  # the chunk had SPEAK audio
-    idle: bool  # the chunk had no audio on either track
+class AudioOverflowError(ValueError):
+    """An append would buffer more audio ahead of the generation point than allowed."""
 
 
 @dataclass(frozen=True)
-class PlaybackStartedOut:
-    segment: int
-    pts_samples: int
+class AppendResult:
+    """What an append did: samples accepted, dropped as late, and silence inserted for a gap."""
+
+    accepted: int  # samples stored
+    late: int  # samples dropped because their chunk was already generated
+    gap: int  # silent samples inserted before the append
+    first_sample: int  # clock position of the first stored sample (meaningless if accepted == 0)
 
 
 @dataclass(frozen=True)
-class PlaybackFinishedOut:
-    segment: int  # 0: an interrupt arrived while nothing was playing
-    pts_samples: int
-    interrupted: bool
+class TakenAudio:
+    """`n` samples from the generation point, and facts about where they came from."""
+
+    pcm: np.ndarray  # float32 (n,), silence where nothing arrived
+    received: int  # how many of the n samples arrived (the rest is padding)
+    arrived_ns: int | None  # latest arrival time among the appends that contributed, or None
 
 
-@dataclass(frozen=True)
-class StatusOut:
-    load: LoadSnapshot
-    queue_depth: int
-    sessions: int
-    dropped_chunks: int
-    late_samples: int
-    speak_buffered: int
-    listen_buffered: int
-    draining: bool
+class TrackBuffer:
+    """Samples of one track from the generation point onward (see the module docstring)."""
 
+    def __init__(self, max_samples: int) -> None:
+        if max_samples <= 0:
+            raise ValueError(f"max_samples must be > 0, got {max_samples}")
+        self.max_samples = max_samples  # buffered ahead of `start` at most
+        self.start = 0  # clock position of the next sample to generate
+        self._data = np.zeros(0, np.float32)  # samples [start, start + len(_data))
+        self._appended_end = 0  # end of the latest append (ordering is checked against this)
+        self._arrivals: deque[tuple[int, int, int]] = deque()  # (first, end, arrived_ns)
 
-@dataclass(frozen=True)
-class StreamEndOut:
-    """The stream this session was attached to is finished (drained, closed, or failed)."""
+    @property
+    def end(self) -> int:
+        """Clock position after the last buffered sample (== start when empty)."""
+        return self.start + len(self._data)
 
-    error: str = ""  # non-empty: generation failed with this message
+    @property
+    def buffered(self) -> int:
+        return len(self._data)
 
+    @property
+    def appended_end(self) -> int:
+        """End of the latest append; the next append must not start before it."""
+        return self._appended_end
 
-SessionEvent = FrameOut | PlaybackStartedOut | PlaybackFinishedOut | StatusOut | StreamEndOut
+    def append(self, pcm: np.ndarray, position: int | None, arrived_ns: int) -> AppendResult:
+        """Place `pcm` (float32 mono) at clock `position` (None: right after the previous append,
+        or at the generation point if that is later)."""
+        pcm = np.asarray(pcm, np.float32).reshape(-1)
+        if position is None:
+            position = max(self._appended_end, self.start)
+        if position < 0:
+            raise AudioOrderError(f"sample_position must be >= 0, got {position}")
+        if position < self._appended_end:
+            raise AudioOrderError(
+                f"sample_position {position} overlaps or precedes the previous audio of this "
+                f"track (which ends at {self._appended_end}); positions must not go back"
+            )
+        stop = position + len(pcm)
+        late = max(0, min(stop, self.start) - position)
+        kept = pcm[late:]
+        first = position + late
+        gap = max(0, first - self.end) if len(kept) else 0
+        if stop - self.start > self.max_samples and len(kept):
+            raise AudioOverflowError(
+                f"audio would reach {stop - self.start} samples ahead of generation; at most "
+                f"{self.max_samples} may be buffered per track"
+            )
+        self._appended_end = stop
+        if len(kept):
+            pieces = [self._data]
+            if gap:
+                pieces.append(np.zeros(gap, np.float32))
+            pieces.append(kept)
+            self._data = np.concatenate(pieces)
+            self._arrivals.append((first, stop, arrived_ns))
+        return AppendResult(accepted=len(kept), late=late, gap=gap, first_sample=first)
+
+    def take(self, n: int) -> TakenAudio:
+        """Remove the next `n` samples (padding with silence) and advance the generation point."""
+        chunk_end = self.start + n
+        received = min(n, len(self._data))
+        pcm = np.zeros(n, np.float32)
+        pcm[:received] = self._data[:received]
+        self._data = self._data[received:]
+        arrived: int | None = None
+        while self._arrivals and self._arrivals[0][0] < chunk_end:
+            first, stop, when = self._arrivals[0]
+            arrived = when if arrived is None else max(arrived, when)
+            if stop <= chunk_end:
+                self._arrivals.popleft()
+            else:
+                break  # the append continues into the next chunk: it contributes there too
+        self.start = chunk_end
+        return TakenAudio(pcm=pcm, received=received, arrived_ns=arrived)
+
+    def drop(self) -> int:
+        """Discard every buffered sample (barge-in); return how many were dropped.
+
+        The next append may start anywhere from the generation point on: what was dropped no
+        longer constrains the order.
+        """
+        dropped = len(self._data)
+        self._data = np.zeros(0, np.float32)
+        self._arrivals.clear()
+        self._appended_end = self.start
+        return dropped
+
+    def has_audio_before(self, position: int) -> bool:
+        """Whether any buffered sample lies before clock `position`."""
+        return len(self._data) > 0 and self.start < position
 
 
 @dataclass(frozen=True)
 class ChunkInput:
     """One chunk's inputs, taken from the tracks by the scheduler."""
 
-    chunk_index: int
-    start_sample: int
-    speak: np.ndarray  # float32 (samples_per_chunk,)
-    listen: np.ndarray  # float32 (samples_per_chunk,)
-    speaking: bool
-    idle: bool
+    audio: ChunkAudio  # exactly the chunk's samples of both tracks: what the generator steps on
+    speaking: bool  # some SPEAK sample of the chunk arrived (the rest is silence)
+    idle: bool  # nothing arrived on either track
     input_ready_ns: int  # monotonic: latest contributing audio arrival, or the decision time
     lateness_ns: int  # how far past its deadline the chunk was taken (0 if early)
 
@@ -160,10 +242,6 @@ class EngineSession:
         self._last_degraded = False
 
     # --- clock -----------------------------------------------------------------------------
-    @property
-    def next_chunk(self) -> int:
-        return self.tracks[SPEAK].start // self.samples_per_chunk
-
     @property
     def next_sample(self) -> int:
         return self.tracks[SPEAK].start
@@ -248,17 +326,14 @@ class EngineSession:
 
     def take_chunk(self, now_ns: int) -> ChunkInput:
         """Remove the next chunk's audio from both tracks for a generator step."""
-        index, start = self.next_chunk, self.next_sample
+        start = self.next_sample
         deadline = self.clock.time_of(start + self.samples_per_chunk)
         speak = self.tracks[SPEAK].take(self.samples_per_chunk)
         listen = self.tracks[LISTEN].take(self.samples_per_chunk)
         arrivals = [t for t in (speak.arrived_ns, listen.arrived_ns) if t is not None]
         self.in_flight = True
         return ChunkInput(
-            chunk_index=index,
-            start_sample=start,
-            speak=speak.pcm,
-            listen=listen.pcm,
+            audio=ChunkAudio(start_sample=start, speak=speak.pcm, listen=listen.pcm),
             speaking=speak.received > 0,
             idle=speak.received == 0 and listen.received == 0,
             input_ready_ns=max(arrivals) if arrivals else min(now_ns, deadline),
@@ -284,28 +359,26 @@ class EngineSession:
     def complete_chunk(
         self,
         chunk: ChunkInput,
-        images: np.ndarray,
-        started_ns: int,
-        finished_ns: int,
+        frames: ChunkFrames,
         status: Callable[[], StatusOut],
     ) -> None:
         """Queue the events of a generated chunk: playback starts, frames, playback ends."""
         self.in_flight = False
-        chunk_end = chunk.start_sample + self.samples_per_chunk
+        chunk_end = chunk.audio.start_sample + self.samples_per_chunk
         for segment in self._segments:
             if not segment.started and segment.start < chunk_end:
                 segment.started = True
                 self.outbox.append(PlaybackStartedOut(segment.number, segment.start))
-        for i, image in enumerate(images):
+        for i, (image, pts) in enumerate(zip(frames.frames, frames.pts_samples, strict=True)):
             self.outbox.append(
                 FrameOut(
-                    seq=chunk.chunk_index * self.frames_per_chunk + i,
-                    chunk_index=chunk.chunk_index,
-                    pts_samples=chunk.start_sample + i * SAMPLES_PER_FRAME,
+                    seq=frames.chunk_index * self.frames_per_chunk + i,
+                    chunk_index=frames.chunk_index,
+                    pts_samples=int(pts),
                     image=image,
                     input_ready_unix_ns=unix_ns(chunk.input_ready_ns),
-                    step_started_unix_ns=unix_ns(started_ns),
-                    step_finished_unix_ns=unix_ns(finished_ns),
+                    step_started_unix_ns=unix_ns(frames.started_ns),
+                    step_finished_unix_ns=unix_ns(frames.finished_ns),
                     speaking=chunk.speaking,
                     idle=chunk.idle,
                 )
@@ -319,7 +392,7 @@ class EngineSession:
             self._answer_interrupt()
         self._interrupts_pending = 0
         self.counters.chunks += 1
-        self.counters.frames += len(images)
+        self.counters.frames += len(frames.frames)
         self._chunks_since_status += 1
         report = status()
         if (

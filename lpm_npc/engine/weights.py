@@ -2,12 +2,14 @@
 
 A checkpoint directory holds `config.json` (`{"preset": "tiny", "overrides": {...}}`),
 `model.safetensors` (the `LPM` state dict, usually fp16/bf16; loaded into fp32 parameters) and
-`recipe.json` (how it was trained; not read here).
+`recipe.json` (how it was trained; not read here). `save_lpm` writes the first two.
 
 `default_checkpoint_dir()` is the embedded default, `samples/checkpoints/tiny` next to the package
-(repository checkout) or inside it (installed copy). `load_lpm()` never invents weights silently:
-a missing checkpoint raises `FileNotFoundError` unless `allow_random=True`, and then logs a warning
-that the model has random weights.
+(repository checkout) or inside it (installed copy). `load_lpm()` is the one constructor of a
+model, from a checkpoint or with random weights of a named preset (`random_weights=True`; tests
+use the `test` and `test-tiny` presets). It never invents weights silently: a missing checkpoint
+raises `FileNotFoundError` unless `allow_random=True`, and random weights are always logged as a
+warning.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import torch
 
 from lpm_npc.config import ModelConfig
+from lpm_npc.model.lpm import LPM
 
 log = logging.getLogger(__name__)
 
@@ -57,27 +60,36 @@ def checkpoint_exists(checkpoint_dir: Path) -> bool:
 def load_lpm(
     checkpoint_dir: str | Path | None = None,
     *,
+    random_weights: bool = False,
     allow_random: bool = False,
     preset: str = "tiny",
+    seed: int = RANDOM_SEED,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
-):
-    """-> (ModelConfig, LPM in eval mode, parameters in `dtype` on `device`). See the module
-    docstring for the missing-file policy. Random weights are built directly on `device` in
-    `dtype` (so a 17B model never exists in fp32 on the host)."""
-    from lpm_npc.model.lpm import LPM
+) -> tuple[ModelConfig, LPM]:
+    """-> (ModelConfig, LPM in eval mode, parameters in `dtype` on `device`): the one place a
+    model is made, from a checkpoint or with random weights.
 
+    `random_weights=True` ignores any checkpoint and builds preset `preset` from `seed`; otherwise
+    `checkpoint_dir` (default: the embedded one) is loaded, and a missing checkpoint raises
+    `FileNotFoundError` unless `allow_random` (random weights then, with a warning). Random
+    weights are built directly on `device` in `dtype` (so a 17B model never exists in fp32 on the
+    host) and do not disturb the global RNG.
+    """
     directory = Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint_dir()
-    if not checkpoint_exists(directory):
-        if not allow_random:
+    if random_weights or not checkpoint_exists(directory):
+        if not random_weights and not allow_random:
             raise FileNotFoundError(
                 f"no checkpoint at {directory} (need {CONFIG_FILE} and {WEIGHTS_FILE})"
             )
-        log.warning("no checkpoint at %s; using random weights (preset %s)", directory, preset)
+        reason = "asked for" if random_weights else f"no checkpoint at {directory}"
+        log.warning(
+            "random weights (%s; preset %s): frames will not look like anyone", reason, preset
+        )
         cfg = ModelConfig.from_name(preset)
         previous = torch.get_default_dtype()
         with torch.random.fork_rng(devices=[]), torch.device(device):
-            torch.manual_seed(RANDOM_SEED)
+            torch.manual_seed(seed)
             torch.set_default_dtype(dtype)
             try:
                 model = LPM(cfg)

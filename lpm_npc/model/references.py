@@ -1,10 +1,11 @@
-"""Reference roles: the vocabulary of a reference sheet's (role, label) pairs and their embedding.
+"""Reference roles: (role, label) pairs of a reference sheet as ids, and their learned embedding.
 
 A reference image becomes one latent frame (VAE `encode_image`), is patchified like a target frame,
 and gets `ReferenceEmbedding(role) + ReferenceEmbedding(label)` added to every token, so the model
 can tell the global shot, the four views and the labelled expressions apart. The transformer pass
 over references lives in `DiT.encode_references`; the K/V it produces are held in
-`caches.ReferenceCache`. This module does not touch images or the VAE.
+`caches.ReferenceCache`. The vocabulary itself (role and label names, their id order) is
+`lpm_npc.vocab`, shared with the procedural world. This module does not touch images or the VAE.
 """
 
 from __future__ import annotations
@@ -12,19 +13,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lpm_npc.synth.motion import EXPRESSIONS
-
-ROLES: tuple[str, ...] = ("global", "view", "expression")
-VIEW_LABELS: tuple[str, ...] = ("front", "left", "right", "back")
-GLOBAL_LABELS: tuple[str, ...] = ("scene",)
-# Index 0 = "no label" (a global reference may have none).
-LABELS: tuple[str, ...] = ("", *GLOBAL_LABELS, *VIEW_LABELS, *EXPRESSIONS)
+from lpm_npc.vocab import LABELS, ROLES  # id order of the role and label embeddings
 
 
 def select_references(roles: list[tuple[str, str]], limit: int) -> list[int]:
     """Indices of the references to keep when a sheet has more than `limit`: the first global,
-    then views (front, left, right, back), then expressions in EXPRESSIONS order (neutral first),
-    then whatever remains, in sheet order. Returned in sheet order."""
+    then views (front, left, right, back), then expressions in `vocab.EXPRESSIONS` order
+    (neutral first), then whatever remains, in sheet order. Returned in sheet order."""
 
     def priority(index: int) -> tuple[int, int, int]:
         role, label = roles[index]

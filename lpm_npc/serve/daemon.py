@@ -2,7 +2,8 @@
 
 A `Daemon` is what the servicers call. It owns one `Scheduler` (running on the serving event
 loop, its generator calls on one worker thread), the `CharacterRegistry` over a
-`CharacterStore`, the `SessionManager`, and the `DaemonMetrics`. `start()` launches the
+`CharacterStore`, the `SessionManager`, and the `DaemonMetrics`; `converse(session_id)` attaches
+a `ConverseStream`. `start()` launches the
 scheduler loop and a reaper for sessions left without a stream; `drain()` (SIGTERM) refuses new
 sessions and streams, tells every attached session to finish what it has buffered, and waits for
 their streams to end up to a grace period. Plain Python and asyncio; no grpc.
@@ -15,10 +16,11 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from lpm_npc.config import ServeConfig, SheetLimits
+from lpm_npc.engine.protocol import ChunkGenerator
 from lpm_npc.engine.scheduler import Scheduler, StepResult
+from lpm_npc.serve.converse import ConverseStream
 from lpm_npc.serve.metrics import DaemonMetrics
 from lpm_npc.serve.registry import CharacterRegistry, ImageIn
 from lpm_npc.serve.sessions import SessionManager
@@ -44,7 +46,7 @@ class Daemon:
 
     def __init__(
         self,
-        generator: Any,
+        generator: ChunkGenerator,
         store_dir: str,
         *,
         config: ServeConfig = ServeConfig(),
@@ -55,7 +57,7 @@ class Daemon:
         self.config = config
         self.store = CharacterStore(store_dir)
         self.registry = CharacterRegistry(self.store, sheet_limits, config.prepared_cache_size)
-        self.scheduler = Scheduler(generator, config, samples_per_chunk=cfg.samples_per_chunk)
+        self.scheduler = Scheduler(generator, config)
         self.sessions = SessionManager(
             self.scheduler,
             self.registry,
@@ -111,6 +113,12 @@ class Daemon:
         await asyncio.to_thread(self.scheduler.shutdown)
         self.metrics.stop_http()
 
+    # --- streams ---------------------------------------------------------------------------
+    def converse(self, session_id: str) -> ConverseStream:
+        """Attach a Converse stream to a session (FAILED_PRECONDITION if one is attached)."""
+        session = self.sessions.attach(session_id)
+        return ConverseStream(session, self.sessions, self.scheduler, self.metrics, self.config)
+
     # --- characters ------------------------------------------------------------------------
     async def register(
         self,
@@ -139,5 +147,5 @@ class Daemon:
             return
         yield PrepareStep("encoding", 0.3, f"encoding {len(record.references)} references")
         started = time.monotonic()
-        await self.registry.prepared(record, self.scheduler.call_in_worker, self.generator.prepare)
+        await self.registry.prepared(record, self.scheduler.call_in_worker, self.generator)
         yield PrepareStep("done", 1.0, f"encoded in {time.monotonic() - started:.2f} s", record)

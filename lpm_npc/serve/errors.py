@@ -29,3 +29,7 @@ class FailedPrecondition(ServeError):
 
 class Unavailable(ServeError):
     """The daemon is draining (UNAVAILABLE)."""
+
+
+class Internal(ServeError):
+    """Generation failed inside the daemon; the stream ends with this message (INTERNAL)."""

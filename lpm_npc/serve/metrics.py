@@ -4,7 +4,7 @@ Exported (all prefixed `lpm_npc_`): `sessions` (open), `queue_depth` (sessions w
 at the last schedule), `rtf` (compute / media time, window), `degraded` (0/1), `fps` (frames
 generated per second over the last 5 s, all sessions), `frames_total`, `shed_chunks_total`,
 `step_seconds` and `step_batch_size` histograms, and `frame_latency_seconds` (from the chunk's
-inputs being complete to the frame being handed to delivery).
+inputs being complete to the frame being delivered: written to the SHM ring or encoded INLINE).
 
 Each daemon has its own `CollectorRegistry`, so several daemons (tests) can live in one process.
 This module only records numbers; it does not decide anything.
@@ -48,7 +48,7 @@ class DaemonMetrics:
         )
         self.frame_latency = Histogram(
             "lpm_npc_frame_latency_seconds",
-            "inputs complete -> frame handed to delivery",
+            "inputs complete -> frame delivered",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -58,7 +58,7 @@ class DaemonMetrics:
 
     def record_step(self, result: StepResult, *, sessions: int, queue_depth: int, load, shed: int):
         """Called after every generator step with the scheduler's state."""
-        frames = sum(len(images) for images in result.images or [])
+        frames = sum(len(chunk.frames) for chunk in result.frames or [])
         now = time.monotonic()
         self._recent.append((now, frames))
         while self._recent and now - self._recent[0][0] > _FPS_WINDOW_S:

@@ -7,10 +7,11 @@ INVALID_ARGUMENT naming the file and field), and stores the canonical sheet dire
 (`synth.sheet.write_sheet`) under its content version. Nothing is written unless the whole
 sheet is valid, so a rejected request leaves the store byte-identical.
 
-`prepared()` returns a version's reference encoding (`generator.prepare`), computing it once per
-version and keeping the most recent `cache_size` in memory; concurrent callers share one
-computation. This module does not talk gRPC and does not run the model itself (it is handed a
-function that does, on the generator's thread).
+`prepared()` returns a version's reference encoding: the stored sheet as images and roles
+(`synth.sheet.sheet_to_array`, the engine never sees a sheet) through `generator.prepare`,
+computed once per version and keeping the most recent `cache_size` in memory; concurrent callers
+share one computation. This module does not talk gRPC and does not run the model on its own
+thread (it is handed a function that runs calls on the generator's thread).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lpm_npc.config import SheetLimits
+from lpm_npc.engine.protocol import ChunkGenerator, PreparedCharacter
 from lpm_npc.serve.errors import InvalidArgument, NotFound, ResourceExhausted
 from lpm_npc.serve.store import (
     CharacterStore,
@@ -99,7 +103,7 @@ class CharacterRegistry:
         self.store = store
         self.limits = limits
         self.cache_size = cache_size
-        self._prepared: OrderedDict[str, Any] = OrderedDict()
+        self._prepared: OrderedDict[str, PreparedCharacter] = OrderedDict()
         self._pending: dict[str, asyncio.Future] = {}
 
     # --- registration --------------------------------------------------------------------------
@@ -175,20 +179,25 @@ class CharacterRegistry:
     def is_prepared(self, version: str) -> bool:
         return version in self._prepared
 
-    def load_sheet(self, record: StoredCharacter):  # noqa: ANN201 - synth.sheet.ReferenceSheet
-        from lpm_npc.synth.sheet import SheetError, load_sheet
+    def reference_images(
+        self, record: StoredCharacter, size: int
+    ) -> tuple[np.ndarray, list[tuple[str, str]], str]:
+        """The stored sheet as the engine takes it: uint8 (R, size, size, 3), roles, name."""
+        from lpm_npc.synth.sheet import SheetError, load_sheet, sheet_to_array
 
         try:
-            return load_sheet(self.store.sheet_dir(record.version), self.limits)
+            sheet = load_sheet(self.store.sheet_dir(record.version), self.limits)
         except SheetError as error:  # a stored sheet was valid when written: the store is damaged
             raise NotFound(f"stored sheet of {record.version} is unreadable: {error}") from error
+        images, roles = sheet_to_array(sheet, size)
+        return images, roles, sheet.name
 
     async def prepared(
         self,
         record: StoredCharacter,
         run_in_worker: Callable[..., Awaitable[Any]],
-        prepare: Callable,
-    ) -> Any:
+        generator: ChunkGenerator,
+    ) -> PreparedCharacter:
         """The version's reference encoding, computed once (concurrent callers share it)."""
         version = record.version
         if version in self._prepared:
@@ -199,8 +208,9 @@ class CharacterRegistry:
         future = asyncio.get_running_loop().create_future()
         self._pending[version] = future
         try:
-            sheet = await asyncio.to_thread(self.load_sheet, record)
-            encoding = await run_in_worker(prepare, sheet)
+            size = generator.cfg.image_size
+            images, roles, name = await asyncio.to_thread(self.reference_images, record, size)
+            encoding = await run_in_worker(lambda: generator.prepare(images, roles, name=name))
         except BaseException as error:
             future.set_exception(error)
             future.exception()  # retrieved: no "never retrieved" warning when nobody waits

@@ -1,7 +1,9 @@
 """gRPC servicers of `lpm_npc.v1.Characters` and `lpm_npc.v1.Sessions` (grpc.aio).
 
-They only translate proto <-> domain (`Daemon`, `SessionManager`) and map the typed domain errors
-of `serve/errors.py` to status codes with `context.abort`. All behaviour lives in the domain.
+They only translate proto <-> domain (`Daemon`, `SessionManager`, `ConverseStream`) and map the
+typed domain errors of `serve/errors.py` to status codes with `context.abort`. All behaviour
+lives in the domain: `Converse` feeds `ClientEvent`s to a `ConverseStream` as `ConverseInput`s and
+turns the already-delivered events it yields into `ServerEvent`s.
 """
 
 from __future__ import annotations
@@ -9,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -18,18 +19,22 @@ from lpm_npc._proto import characters_pb2 as cpb
 from lpm_npc._proto import characters_pb2_grpc, sessions_pb2_grpc
 from lpm_npc._proto import sessions_pb2 as spb
 from lpm_npc.config import FPS, SAMPLE_RATE
-from lpm_npc.engine.session import (
-    FrameOut,
-    PlaybackFinishedOut,
-    PlaybackStartedOut,
-    SessionEvent,
-    StatusOut,
-    StreamEndOut,
-    unix_ns,
+from lpm_npc.engine.events import PlaybackFinishedOut, PlaybackStartedOut, StatusOut
+from lpm_npc.serve.converse import (
+    AudioIn,
+    ConverseInput,
+    ConverseStream,
+    DeliveredFrame,
+    InterruptIn,
+    PromptIn,
+    SegmentEndIn,
+    ServerEvent,
+    StreamStarted,
 )
 from lpm_npc.serve.daemon import Daemon
 from lpm_npc.serve.errors import (
     FailedPrecondition,
+    Internal,
     InvalidArgument,
     NotFound,
     ResourceExhausted,
@@ -37,15 +42,7 @@ from lpm_npc.serve.errors import (
     Unavailable,
 )
 from lpm_npc.serve.registry import ImageIn
-from lpm_npc.serve.sessions import (
-    AudioIn,
-    ConverseInput,
-    InterruptIn,
-    OpenRequest,
-    PromptIn,
-    SegmentEndIn,
-    ServeSession,
-)
+from lpm_npc.serve.sessions import OpenRequest
 from lpm_npc.serve.store import StoredCharacter
 
 log = logging.getLogger(__name__)
@@ -56,6 +53,7 @@ _CODES: dict[type[ServeError], grpc.StatusCode] = {
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    Internal: grpc.StatusCode.INTERNAL,
 }
 _MS_PER_SAMPLE = 1000.0 / SAMPLE_RATE
 _TRACKS = {spb.TRACK_SPEAK: "speak", spb.TRACK_LISTEN: "listen"}
@@ -272,109 +270,93 @@ class SessionsServicer(sessions_pb2_grpc.SessionsServicer):
             frames=counters.frames, dropped_chunks=counters.dropped_chunks
         )
 
-    def _server_event(self, session: ServeSession, out: SessionEvent) -> spb.ServerEvent:
-        if isinstance(out, FrameOut):
-            slot, data = session.deliver(out)
-            generated = time.time_ns()
-            self._daemon.metrics.observe_frame_latency((generated - out.input_ready_unix_ns) / 1e9)
-            frame = spb.Frame(
-                seq=out.seq,
-                chunk_index=out.chunk_index,
-                pts_samples=out.pts_samples,
-                pts_ms=out.pts_samples * _MS_PER_SAMPLE,
-                input_ready_unix_ns=out.input_ready_unix_ns,
-                step_started_unix_ns=out.step_started_unix_ns,
-                step_finished_unix_ns=out.step_finished_unix_ns,
-                generated_at_unix_ns=generated,
-                width=session.width,
-                height=session.height,
-                speaking=out.speaking,
-                idle=out.idle,
-            )
-            if slot is not None:
-                frame.shm_slot = slot
-                frame.format = spb.PIXEL_FORMAT_RGBA8
-            else:
-                frame.data = data
-                rgba = session.inline_format == "rgba8"
-                frame.format = spb.PIXEL_FORMAT_RGBA8 if rgba else spb.PIXEL_FORMAT_RGB8
-            return spb.ServerEvent(frame=frame)
-        if isinstance(out, PlaybackStartedOut):
-            return spb.ServerEvent(
-                playback_started=spb.PlaybackStarted(
-                    segment=out.segment,
-                    pts_samples=out.pts_samples,
-                    pts_ms=out.pts_samples * _MS_PER_SAMPLE,
-                )
-            )
-        if isinstance(out, PlaybackFinishedOut):
-            return spb.ServerEvent(
-                playback_finished=spb.PlaybackFinished(
-                    segment=out.segment,
-                    pts_samples=out.pts_samples,
-                    pts_ms=out.pts_samples * _MS_PER_SAMPLE,
-                    interrupted=out.interrupted,
-                )
-            )
-        assert isinstance(out, StatusOut)
-        return spb.ServerEvent(status=_status(out))
-
     async def Converse(self, request_iterator, context):  # noqa: ANN001, N802
         try:
             first = await anext(aiter(request_iterator), None)
             if first is None or first.WhichOneof("event") != "header":
                 raise InvalidArgument("the first ClientEvent of a stream must be a header")
-            session = self._sessions.attach(first.header.session_id)
+            stream = self._daemon.converse(first.header.session_id)
         except ServeError as error:
             await _abort(context, error)
             return
-        engine = session.engine
-        wake = asyncio.Event()
-        engine.notify = wake.set
-        failures: list[ServeError] = []
-
-        async def read_input() -> None:
-            try:
-                async for event in request_iterator:
-                    self._sessions.apply(session, _client_event(event))
-                engine.finish_input()  # half-close: both tracks end, drain the buffers
-                self._daemon.scheduler.wake()
-            except ServeError as error:
-                failures.append(error)
-                wake.set()
-
-        reader = asyncio.create_task(read_input())
+        reader = asyncio.create_task(_read_input(request_iterator, stream))
         try:
-            yield spb.ServerEvent(
-                header=spb.ConverseStarted(
-                    session_id=session.session_id,
-                    clock_origin_unix_ns=unix_ns(engine.clock.origin_ns),
-                    next_sample=engine.next_sample,
-                    width=session.width,
-                    height=session.height,
-                    fps=FPS,
-                    frames_per_chunk=engine.frames_per_chunk,
-                    samples_per_chunk=engine.samples_per_chunk,
-                    delivery=spb.DELIVERY_SHM if session.ring else spb.DELIVERY_INLINE,
-                    shm_name=session.ring.name if session.ring else "",
-                )
-            )
-            while True:
-                if failures:
-                    await _abort(context, failures[0])
-                if engine.outbox:
-                    out = engine.outbox.popleft()
-                    if isinstance(out, StreamEndOut):
-                        if out.error:
-                            await context.abort(grpc.StatusCode.INTERNAL, out.error)
-                        return
-                    yield self._server_event(session, out)
-                    continue
-                wake.clear()
-                if not engine.outbox and not failures:
-                    await wake.wait()
+            yield spb.ServerEvent(header=_started(stream.started))
+            async for event in stream.events():
+                yield _server_event(event)
+        except ServeError as error:
+            await _abort(context, error)
         finally:
             reader.cancel()
-            engine.notify = lambda: None
-            if self._sessions.sessions.get(session.session_id) is session:
-                self._sessions.detach(session)
+            stream.close()
+
+
+async def _read_input(
+    request_iterator: AsyncIterator[spb.ClientEvent], stream: ConverseStream
+) -> None:
+    """ClientEvents -> the stream, until the client half-closes (or sends something invalid)."""
+    try:
+        async for event in request_iterator:
+            stream.apply(_client_event(event))
+        stream.finish_input()
+    except ServeError as error:
+        stream.fail(error)
+
+
+def _started(started: StreamStarted) -> spb.ConverseStarted:
+    return spb.ConverseStarted(
+        session_id=started.session_id,
+        clock_origin_unix_ns=started.clock_origin_unix_ns,
+        next_sample=started.next_sample,
+        width=started.width,
+        height=started.height,
+        fps=FPS,
+        frames_per_chunk=started.frames_per_chunk,
+        samples_per_chunk=started.samples_per_chunk,
+        delivery=spb.DELIVERY_SHM if started.shm_name else spb.DELIVERY_INLINE,
+        shm_name=started.shm_name,
+    )
+
+
+def _server_event(out: ServerEvent) -> spb.ServerEvent:
+    if isinstance(out, DeliveredFrame):
+        f = out.frame
+        frame = spb.Frame(
+            seq=f.seq,
+            chunk_index=f.chunk_index,
+            pts_samples=f.pts_samples,
+            pts_ms=f.pts_samples * _MS_PER_SAMPLE,
+            input_ready_unix_ns=f.input_ready_unix_ns,
+            step_started_unix_ns=f.step_started_unix_ns,
+            step_finished_unix_ns=f.step_finished_unix_ns,
+            generated_at_unix_ns=out.delivered_unix_ns,
+            width=out.width,
+            height=out.height,
+            speaking=f.speaking,
+            idle=f.idle,
+            format=spb.PIXEL_FORMAT_RGBA8 if out.rgba else spb.PIXEL_FORMAT_RGB8,
+        )
+        if out.shm_slot is not None:
+            frame.shm_slot = out.shm_slot
+        else:
+            frame.data = out.data
+        return spb.ServerEvent(frame=frame)
+    if isinstance(out, PlaybackStartedOut):
+        return spb.ServerEvent(
+            playback_started=spb.PlaybackStarted(
+                segment=out.segment,
+                pts_samples=out.pts_samples,
+                pts_ms=out.pts_samples * _MS_PER_SAMPLE,
+            )
+        )
+    if isinstance(out, PlaybackFinishedOut):
+        return spb.ServerEvent(
+            playback_finished=spb.PlaybackFinished(
+                segment=out.segment,
+                pts_samples=out.pts_samples,
+                pts_ms=out.pts_samples * _MS_PER_SAMPLE,
+                interrupted=out.interrupted,
+            )
+        )
+    assert isinstance(out, StatusOut)
+    return spb.ServerEvent(status=_status(out))

@@ -1,14 +1,11 @@
-"""Sessions as the daemon sees them: admission, frame delivery targets, and conversation input.
+"""Sessions as the daemon sees them: admission, delivery targets, streams attached or not.
 
 `SessionManager` opens a session (validate the request, admit it against the limits and the load,
 get the character's prepared references, open the generator state on the generator's thread,
-create the SHM ring), attaches and detaches Converse streams, applies conversation input events
-to the engine session, and closes sessions (including ones left detached too long).
-
-Input events arrive as small dataclasses (`AudioIn`, `SegmentEndIn`, `InterruptIn`, `PromptIn`)
-already translated from the wire by the servicer; audio bytes are decoded and validated here
-(length, encoding, finite, in [-1, 1]). Every domain error is a typed `ServeError` that names the
-field and the allowed value. Nothing here imports grpc.
+create the SHM ring), attaches and detaches Converse streams (one at a time per session; what a
+stream does is `serve/converse.py`), and closes sessions (including ones left detached too long).
+Every domain error is a typed `ServeError` that names the field and the allowed value. Nothing
+here imports grpc.
 """
 
 from __future__ import annotations
@@ -18,12 +15,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from lpm_npc.config import FPS, ServeConfig
+from lpm_npc.engine.events import StreamEndOut
 from lpm_npc.engine.scheduler import Scheduler
-from lpm_npc.engine.session import LISTEN, SPEAK, EngineSession, FrameOut, StreamEndOut
-from lpm_npc.engine.track_buffer import AudioOrderError, AudioOverflowError
+from lpm_npc.engine.session import EngineSession
 from lpm_npc.serve.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -40,7 +35,6 @@ log = logging.getLogger(__name__)
 DELIVERIES = ("inline", "shm")
 IDLE_POLICIES = ("animate", "priority")
 INLINE_FORMATS = ("rgb8", "rgba8")
-ENCODINGS = ("pcm16", "float32")
 MIN_SIDE, MAX_SIDE = 32, 1024  # allowed frame side; the generator resizes from its native size
 
 
@@ -60,32 +54,6 @@ class OpenRequest:
     inline_format: str = "rgb8"
 
 
-@dataclass(frozen=True)
-class AudioIn:
-    track: str | None  # "speak" | "listen"; None when the wire value was not a known track
-    position: int | None
-    pcm: bytes
-    encoding: str | None  # "pcm16" | "float32"; None when unknown
-
-
-@dataclass(frozen=True)
-class SegmentEndIn:
-    track: str | None
-
-
-@dataclass(frozen=True)
-class InterruptIn:
-    pass
-
-
-@dataclass(frozen=True)
-class PromptIn:
-    text: str
-
-
-ConverseInput = AudioIn | SegmentEndIn | InterruptIn | PromptIn
-
-
 @dataclass
 class ServeSession:
     """A session with its delivery target."""
@@ -100,15 +68,6 @@ class ServeSession:
     ring: FrameRingWriter | None
     stream_attached: bool = False
     detached_since_ns: int = field(default_factory=time.monotonic_ns)
-
-    def deliver(self, frame: FrameOut) -> tuple[int | None, bytes | None]:
-        """Hand a frame's pixels over: into the SHM ring (returns the slot) or as INLINE bytes."""
-        if self.ring is not None:
-            return self.ring.write(frame.seq, frame.pts_samples, frame.image), None
-        if self.inline_format == "rgba8":
-            alpha = np.full(frame.image.shape[:2] + (1,), 255, np.uint8)
-            return None, np.concatenate([frame.image, alpha], axis=2).tobytes()
-        return None, np.ascontiguousarray(frame.image).tobytes()
 
 
 class SessionManager:
@@ -181,7 +140,7 @@ class SessionManager:
         try:
             record = self.registry.get(request.character)
             prepared = await self.registry.prepared(
-                record, self.scheduler.call_in_worker, self.scheduler.generator.prepare
+                record, self.scheduler.call_in_worker, self.scheduler.generator
             )
             state = await self.scheduler.call_in_worker(
                 lambda: self.scheduler.generator.open(
@@ -261,66 +220,3 @@ class SessionManager:
         session.stream_attached = False
         session.detached_since_ns = time.monotonic_ns()
         session.engine.detach()
-
-    def apply(self, session: ServeSession, event: ConverseInput) -> None:
-        """One client event -> the engine session. Raises InvalidArgument / ResourceExhausted."""
-        engine = session.engine
-        if isinstance(event, AudioIn):
-            track = _track(event.track)
-            pcm = self._decode(event)
-            try:
-                engine.feed(track, pcm, event.position, time.monotonic_ns())
-            except AudioOrderError as error:
-                raise InvalidArgument(f"audio.sample_position: {error}") from error
-            except AudioOverflowError as error:
-                raise ResourceExhausted(
-                    f"audio buffer full: {error} (max_buffered_seconds = "
-                    f"{self.config.max_buffered_seconds:g})"
-                ) from error
-        elif isinstance(event, SegmentEndIn):
-            engine.end_segment(_track(event.track))
-        elif isinstance(event, InterruptIn):
-            engine.interrupt()
-        elif isinstance(event, PromptIn):
-            if len(event.text) > self.config.max_prompt_chars:
-                raise InvalidArgument(
-                    f"set_prompt.text has {len(event.text)} characters; at most "
-                    f"{self.config.max_prompt_chars} are allowed"
-                )
-            engine.set_prompt(event.text)
-        self.scheduler.wake()
-
-    def _decode(self, event: AudioIn) -> np.ndarray:
-        if event.encoding not in ENCODINGS:
-            raise InvalidArgument("audio.encoding is invalid; allowed: PCM16, FLOAT32")
-        width = 2 if event.encoding == "pcm16" else 4
-        if len(event.pcm) % width:
-            raise InvalidArgument(
-                f"audio.pcm has {len(event.pcm)} bytes, not a whole number of "
-                f"{event.encoding.upper()} samples ({width} bytes each)"
-            )
-        samples = len(event.pcm) // width
-        if samples > self.config.max_audio_chunk_samples:
-            raise InvalidArgument(
-                f"audio.pcm holds {samples} samples; at most "
-                f"{self.config.max_audio_chunk_samples} per AudioChunk (max_audio_chunk_samples)"
-            )
-        if event.position is not None and event.position < 0:
-            raise InvalidArgument(f"audio.sample_position must be >= 0, got {event.position}")
-        if event.encoding == "pcm16":
-            return np.frombuffer(event.pcm, "<i2").astype(np.float32) / 32768.0
-        pcm = np.frombuffer(event.pcm, "<f4").astype(np.float32)
-        if not np.isfinite(pcm).all():
-            raise InvalidArgument("audio.pcm has NaN or infinite samples; samples must be finite")
-        if pcm.size and float(np.abs(pcm).max()) > 1.0:
-            raise InvalidArgument(
-                f"audio.pcm has a sample of magnitude {float(np.abs(pcm).max()):.3g}; FLOAT32 "
-                "samples must lie in [-1, 1]"
-            )
-        return pcm
-
-
-def _track(track: str | None) -> str:
-    if track not in (SPEAK, LISTEN):
-        raise InvalidArgument("track is invalid; allowed: TRACK_SPEAK, TRACK_LISTEN")
-    return track

@@ -1,7 +1,8 @@
-"""Small real parts for exercising the daemon fast: a tiny random-weight generator and sheets.
+"""Small real reference sheets for exercising the daemon fast: random PNG images with roles.
 
-Tests, `lpm-npc bench serve --preset test` and smoke checks use these; they are real
-(a StreamingGenerator over a real LPM, PNG images through the real sheet loader), only small.
+`lpm-npc bench serve` and the tests register these; they go through the real sheet loader, only
+small. (A small real generator is `StreamingGenerator.from_checkpoint(random_weights=True,
+preset="test-tiny")`.)
 """
 
 from __future__ import annotations
@@ -9,33 +10,6 @@ from __future__ import annotations
 import io
 
 import numpy as np
-
-# The "test" preset shrunk further: ~0.2M parameters, 32 px frames, a few ms per chunk.
-TINY_OVERRIDES: dict[str, object] = dict(
-    image_size=32,
-    latent_channels=4,
-    vae_channels=(8, 8, 8, 8),
-    dim=32,
-    n_layers=2,
-    n_heads=2,
-    ffn_dim=64,
-    refiner_layers=1,
-)
-
-
-def tiny_generator(seed: int = 0, preset: str = "test", shrink: bool = True):  # noqa: ANN201
-    """A StreamingGenerator with random weights (deterministic for `seed`)."""
-    import torch
-
-    from lpm_npc.config import ModelConfig
-    from lpm_npc.engine.generator import StreamingGenerator
-    from lpm_npc.model.lpm import LPM
-
-    cfg = ModelConfig.from_name(preset)
-    if shrink:
-        cfg = cfg.with_overrides(**TINY_OVERRIDES)
-    torch.manual_seed(seed)
-    return StreamingGenerator(cfg, LPM(cfg))
 
 
 def png_bytes(image: np.ndarray) -> bytes:

@@ -12,15 +12,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 # Expressions the renderer can blend; index order is the column order of `Motion.expression`.
-EXPRESSIONS: tuple[str, ...] = (
-    "neutral",
-    "smile",
-    "laugh",
-    "sad",
-    "angry",
-    "surprised",
-    "skeptical",
-)
+from lpm_npc.vocab import EXPRESSIONS
 
 # Scalar motion channels and their allowed ranges (renderer clamps to these).
 SCALAR_RANGES: dict[str, tuple[float, float]] = {

@@ -34,18 +34,13 @@ from PIL import Image
 
 from lpm_npc.config import SheetLimits
 from lpm_npc.synth.character import CharacterSpec
-from lpm_npc.synth.motion import EXPRESSIONS
+from lpm_npc.vocab import ROLE_LABELS as ROLES  # role -> allowed labels
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "sheet.toml"
 MAX_MANIFEST_BYTES = 64 * 1024  # a manifest is a few lines; anything larger is not a manifest
 MAX_NAME_CHARS = 64
-ROLES: dict[str, tuple[str, ...]] = {
-    "global": ("scene",),
-    "view": ("front", "left", "right", "back"),
-    "expression": EXPRESSIONS,
-}
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
 # Yaw of each view in a rendered sheet (degrees; + = turned to the viewer's right).
 VIEW_YAW: dict[str, float] = {"front": 0.0, "left": -70.0, "right": 70.0}

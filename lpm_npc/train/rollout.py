@@ -1,11 +1,12 @@
 """Self-rollout through the real streaming path, for training (Self-Forcing style).
 
-`rollout(student, noise, refs, cond, n_chunks)` generates `n_chunks` chunks exactly as
-`engine.generator.StreamingGenerator._run` does — `backbone_steps` Euler steps per chunk with
-`Backbone.forward_chunk` reading the per-row `HistoryRing`s, then the noisy-history pass (x0
-re-noised to `context_noise`) committed to the ring — so the student is trained on its *own*
-history. To keep it affordable on a CPU, gradients flow only through the last denoising step of the
-last chunk (earlier steps and chunks run without a graph; the ring stores detached K/V anyway).
+`rollout(student, noise, refs, cond, n_chunks)` generates `n_chunks` chunks with the inference
+path's own functions (`model.lpm.denoise_chunk`: `backbone_steps` Euler steps per chunk reading
+the per-row `HistoryRing`s; `model.lpm.commit_history`: the noisy-history pass, x0 re-noised to
+`context_noise`, committed to the ring), so the student is trained on its *own* history. To keep
+it affordable on a CPU, gradients flow only through the last denoising step of the last chunk
+(earlier steps and chunks run without a graph; the ring stores detached K/V anyway). Audio
+encoding, the refiner and decoding are not part of it (the stage hands in encoded conditioning).
 
 `TrainReferences` adapts differentiable per-layer reference K/V (from `DiT.reference_kv`) to the
 `ReferenceBatch` interface that `forward_chunk` reads.
@@ -20,9 +21,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lpm_npc.model.backbone import to_x0
 from lpm_npc.model.caches import HistoryBatch, HistoryRing
-from lpm_npc.model.flow import sampling_timesteps
+from lpm_npc.model.flow import add_noise
+from lpm_npc.model.lpm import commit_history, denoise_chunk
 
 
 class TrainReferences:
@@ -72,8 +73,6 @@ class Rollout:
 
     x0: Tensor  # (B, C, n*L, h, w) backbone x0 of every chunk; the last chunk carries a graph
     context: Tensor  # (B, C, n*L, h, w) each chunk's x0 re-noised to context_noise (ring input)
-    last_input: Tensor  # (B, C, L, h, w) the (detached) x fed to the last step of the last chunk
-    last_t: float  # level of that last step
 
 
 def new_rings(cfg, batch: int, device: torch.device, dtype: torch.dtype) -> list[HistoryRing]:
@@ -95,41 +94,25 @@ def new_rings(cfg, batch: int, device: torch.device, dtype: torch.dtype) -> list
 def rollout(student, noise: Tensor, refs: TrainReferences, cond, n_chunks: int) -> Rollout:
     """noise: (B, 2, C, n*L, h, w) — [initial noise, history noise]; cond covers n*L latent frames."""
     cfg = student.cfg
-    backbone = student.backbone
     chunk = cfg.chunk_latent_frames
     b = noise.shape[0]
-    levels = sampling_timesteps(cfg.backbone_steps, cfg.flow_shift).tolist()
     rings = new_rings(cfg, b, noise.device, noise.dtype)
     outputs, contexts = [], []
-    last_input, last_t = noise[:, 0, :, :chunk], levels[0]
     for c in range(n_chunks):
         span = slice(c * chunk, (c + 1) * chunk)
         chunk_cond = cond.frames(span.start, span.stop)
-        x = noise[:, 0, :, span]
-        x0 = x
-        for k, (level, next_level) in enumerate(zip(levels[:-1], levels[1:])):
-            history = HistoryBatch(rings)
-            t = torch.full((b, chunk), level, device=x.device, dtype=x.dtype)
-            with_grad = c == n_chunks - 1 and k == len(levels) - 2
-            with torch.set_grad_enabled(with_grad and torch.is_grad_enabled()):
-                if with_grad:
-                    last_input, last_t = x.detach(), level
-                prediction = backbone.forward_chunk(x.detach(), t, refs, chunk_cond, history)
-                x0 = to_x0(prediction, x.detach(), t, cfg.prediction)
-            x = (x0 + (next_level / level) * (x - x0)).detach()
-        level = cfg.context_noise
-        x_ctx = ((1.0 - level) * x0 + level * noise[:, 1, :, span]).detach()
-        if c < n_chunks - 1:
-            with torch.no_grad():
-                t = torch.full((b, chunk), level, device=x.device, dtype=x.dtype)
-                history = HistoryBatch(rings)
-                backbone.forward_chunk(x_ctx, t, refs, chunk_cond, history, write_history=True)
-                history.commit()
+        last_chunk = c == n_chunks - 1
+        x0 = denoise_chunk(
+            student.backbone,
+            noise[:, 0, :, span],
+            refs,
+            chunk_cond,
+            HistoryBatch(rings),
+            grad_last_step=last_chunk,
+        )
+        context = add_noise(x0, noise[:, 1, :, span], cfg.context_noise).detach()
+        if not last_chunk:
+            commit_history(student.backbone, context, refs, chunk_cond, HistoryBatch(rings))
         outputs.append(x0)
-        contexts.append(x_ctx)
-    return Rollout(
-        x0=torch.cat(outputs, dim=2),
-        context=torch.cat(contexts, dim=2),
-        last_input=last_input,
-        last_t=last_t,
-    )
+        contexts.append(context)
+    return Rollout(x0=torch.cat(outputs, dim=2), context=torch.cat(contexts, dim=2))

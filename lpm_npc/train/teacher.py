@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from lpm_npc.model.backbone import to_x0
-from lpm_npc.model.flow import shift_timesteps
+from lpm_npc.model.flow import euler_step_x0, shift_timesteps
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def solve(
             states.append(x)
         t = torch.where(active, torch.full_like(active, level, dtype=x.dtype), fixed_t)
         x0 = guided_x0(teacher, x, t, refs, cond, guidance)
-        stepped = x0 + (next_level / level) * (x - x0)
+        stepped = euler_step_x0(x, x0, level, next_level)
         x = torch.where(mask, stepped, x)
     levels = tuple(grid[::substeps])
     return Trajectory(levels=levels, states=tuple(states), x0=torch.where(mask, x0, noise))
