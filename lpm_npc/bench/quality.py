@@ -202,7 +202,10 @@ def run_quality(
     seeds = held_out_character_seeds(s.n_characters, start=HELD_OUT_SEED_START + 1000 * s.seed)
     specs = [CharacterSpec.from_seed(seed) for seed in seeds]
     sheets = [render_sheet(spec, size) for spec in specs]
-    prepared = [generator.prepare(sheet) for sheet in sheets]
+    prepared = [
+        generator.prepare(*sheet_to_array(sheet, generator.cfg.image_size), name=sheet.name)
+        for sheet in sheets
+    ]
     convs = [
         direct_conversation(seed + 7 * s.seed, s.conversation_seconds, spec=spec)
         for seed, spec in zip(seeds, specs)
@@ -268,7 +271,7 @@ def run_quality(
     long_conv = direct_conversation(seeds[0] + 13, s.drift_seconds, spec=spec0)
     images, roles = sheet_to_array(sheets[0], size)
     front = [i for i, r in enumerate(roles) if tuple(r) == ("view", "front")][:1] or [0]
-    single = generator.prepare_images(images[front], [tuple(roles[front[0]])], name="single")
+    single = generator.prepare(images[front], [tuple(roles[front[0]])], name="single")
     win = int(s.drift_window_s * FPS)
     total = int(s.drift_seconds * FPS)
     spans = {0: (0, win), 1: (total - win, total)}
