@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "render",
     "judge",
     "export",
+    "trace",
 )
 
 

@@ -308,15 +308,26 @@ class ServeConfig:
     max_lead_chunks: int = 2  # chunks generated ahead of real time at most (bounds latency)
     late_grace_chunks: float = 0.5  # an open track may be this late before its chunk is padded
     status_interval_chunks: int = 6  # a Status event every this many chunks (6 x 4 frames = 1 s)
-    detached_timeout_s: float = 300.0  # a session with no Converse stream this long is closed
+    detached_timeout_s: float = 20.0  # a session with no Converse stream this long is closed
+    keepalive_time_s: float = 5.0  # server pings an idle connection this often
+    keepalive_timeout_s: float = 5.0  # no ping answer in this long -> the connection is dead
     shm_slots: int = 8  # default frame-ring slots
     max_shm_slots: int = 64  # largest frame ring a session may ask for
     max_batch: int = 0  # sessions per generator step; 0 = every session with a chunk due
     degrade_lag_chunks: float = 2.0  # a due chunk this late (in chunks) marks the daemon degraded
     recover_lag_chunks: float = 0.5  # lateness under which a degraded daemon recovers
     shed_lag_chunks: float = 1.0  # idle chunks this late are skipped (policy ANIMATE only)
+    drop_lag_chunks: float = 0.0  # any chunk this late is skipped (speech too): bounds latency;
+    # 0 = off (library default, so tests on a stalling machine keep every chunk); `lpm-npc serve`
+    # uses SERVE_DROP_LAG_CHUNKS
     prepared_cache_size: int = 16  # prepared characters (reference K/V) kept in memory
     drain_grace_s: float = 5.0  # SIGTERM: time open streams get to finish
+    measure_capacity: bool = False  # at start, measure the sessions steppable in real time and
+    # admit at most that many (`lpm-npc serve` turns it on; tests keep a fixed max_sessions)
+    capacity_headroom: float = 0.8  # a measured step may take this fraction of a chunk's time
+
+
+SERVE_DROP_LAG_CHUNKS = 8.0  # `lpm-npc serve`: speech more than 1.33 s late is dropped
 
 
 @dataclass(frozen=True)

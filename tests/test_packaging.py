@@ -1,6 +1,7 @@
 """The package installs as one distribution with kernels under lpm_npc.kernels, and the tree is ruff clean."""
 
 import importlib
+import pkgutil
 import shutil
 import subprocess
 import sys
@@ -11,10 +12,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_kernels_is_a_subpackage():
+def test_kernels_is_a_subpackage_with_its_modules():
     module = importlib.import_module("lpm_npc.kernels")
     assert module.__name__ == "lpm_npc.kernels"
     assert Path(module.__file__).parent.name == "kernels"
+    # An empty package would pass the lines above: every kernel module must be there and import.
+    names = {m.name for m in pkgutil.iter_modules(module.__path__)}
+    expected = {p.stem for p in (ROOT / "kernels").glob("*.py")} - {"__init__"}
+    assert {"dispatch", "streaming_attention", "ring_write"} <= names
+    assert names == expected
+    for name in sorted(names):
+        importlib.import_module(f"lpm_npc.kernels.{name}")
 
 
 def test_no_top_level_kernels_module(tmp_path):

@@ -199,27 +199,25 @@ def test_barge_in_is_answered_and_drops_speech(client, character) -> None:
     for start in range(0, len(speech), 8000):
         queue.put(audio_event(spb.TRACK_SPEAK, speech[start : start + 8000], start))
     queue.put(segment_end_event(spb.TRACK_SPEAK))
-    answer, after_answer, frames_before_answer, interrupted_at = None, [], 0, None
+    # How many frames precede the answer depends on how fast this thread reacts; the exact
+    # one-chunk bound is tested with a fake clock (test_scheduler.py). Here: the order.
+    answer, after_answer, started = None, [], None
     for event in client.converse(queue, timeout=30):
         kind = event.WhichOneof("event")
-        if kind == "playback_started" and interrupted_at is None:
+        if kind == "playback_started" and started is None:
+            started = event.playback_started
             queue.put(interrupt_event())
-            interrupted_at = time.monotonic()
-        elif kind == "frame" and interrupted_at is not None:
-            if answer is None:
-                frames_before_answer += 1
-            else:
-                after_answer.append(event.frame)
-                if len(after_answer) == 8:
-                    queue.close()
+        elif kind == "frame" and answer is not None:
+            after_answer.append(event.frame)
+            if len(after_answer) == 8:
+                queue.close()
         elif kind == "playback_finished":
             answer = event.playback_finished
         elif kind == "status" and answer is not None:
             assert event.status.speak_buffered_samples == 0
     assert answer is not None and answer.interrupted and answer.segment == 1
-    # answered within one chunk of the generation point (plus the <= 2 chunks generated ahead)
-    assert frames_before_answer <= 3 * 4
-    assert answer.pts_samples < len(speech)
+    assert started.pts_samples <= answer.pts_samples < len(speech)
+    assert all(f.pts_samples >= answer.pts_samples for f in after_answer)
     assert after_answer and not any(f.speaking for f in after_answer)  # speech was dropped
     # an interrupt with nothing playing is still answered
     queue = EventQueue()
@@ -367,3 +365,5 @@ def test_degraded_daemon_refuses_new_sessions(generator, tmp_path) -> None:
             assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "real time" in error.value.details()
             c.close_session(kept.session_id)  # existing sessions keep working
+            # With no session left nothing can be late: the degraded period ends at once.
+            c.close_session(c.open_session("ann").session_id)

@@ -1,53 +1,22 @@
 """kill -9 durability: `lpm-npc serve` in a subprocess, registrations racing a SIGKILL, restart."""
 
-import os
 import signal
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import grpc
 
 from lpm_npc.serve.client import LpmClient
 from lpm_npc.serve.store import canonical_version, pixels_digest
-from lpm_npc.serve.testing import sheet_images
+from lpm_npc.serve.testing import sheet_images, spawn_daemon
 from lpm_npc.synth.sheet import load_sheet
+
+KILL_AFTER = 3  # registrations acknowledged (after "first") before the SIGKILL
 
 
 def _start(store: Path) -> tuple[subprocess.Popen, str]:
-    command = [
-        sys.executable,
-        "-m",
-        "lpm_npc.cli",
-        "serve",
-        "--port",
-        "0",
-        "--store",
-        str(store),
-        "--random-weights",
-        "--preset",
-        "test",
-        "--threads",
-        "1",
-    ]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if line.startswith("listening on "):
-            return process, line.split()[-1]
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    raise AssertionError("lpm-npc serve did not start")
+    return spawn_daemon(store, preset="test")
 
 
 def _check_intact(store: Path, client: LpmClient, acknowledged: dict[str, str]) -> None:
@@ -71,6 +40,7 @@ def test_kill_9_mid_registration_loses_nothing_acknowledged(tmp_path: Path) -> N
         with LpmClient(address, timeout=30) as client:
             acknowledged["first"] = client.register_images("first", sheet_images(seed=0)).version
             stop = threading.Event()
+            enough = threading.Event()  # KILL_AFTER registrations acknowledged
 
             def register_forever() -> None:
                 i = 1
@@ -80,19 +50,22 @@ def test_kill_9_mid_registration_loses_nothing_acknowledged(tmp_path: Path) -> N
                     except grpc.RpcError:
                         return  # the server died under us: this one was never acknowledged
                     acknowledged[reply.character_id] = reply.version
+                    if len(acknowledged) > KILL_AFTER:
+                        enough.set()
                     i += 1
 
             writer = threading.Thread(target=register_forever)
             writer.start()
-            time.sleep(1.5)
-            server.send_signal(signal.SIGKILL)  # mid-write, most likely
+            # The writer goes on registering, so the kill lands in (or between) registrations;
+            # either way everything acknowledged before it must survive.
+            assert enough.wait(120), f"{KILL_AFTER} registrations were not acknowledged in 120 s"
+            server.send_signal(signal.SIGKILL)
             server.wait(timeout=30)
             stop.set()
             writer.join(timeout=30)
     finally:
         if server.poll() is None:
             server.kill()
-    assert len(acknowledged) >= 2, "the race needs a few registrations before the kill"
     server, address = _start(store)
     try:
         with LpmClient(address, timeout=30) as client:

@@ -1,13 +1,21 @@
 """The character store: content addressing, immutability, id validation, crash recovery."""
 
+import errno
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from lpm_npc.serve.errors import InvalidArgument, NotFound
-from lpm_npc.serve.store import CharacterStore, StoredReference, canonical_version, parse_ref
+from lpm_npc.serve.store import (
+    CharacterStore,
+    StoredReference,
+    StoreFull,
+    canonical_version,
+    parse_ref,
+)
 
 
 def _sheet(*contents: bytes) -> tuple[dict[str, bytes], list[StoredReference]]:
@@ -105,3 +113,44 @@ def test_recovery_removes_crash_leftovers(tmp_path: Path) -> None:
     names = {p.name for p in tmp_path.rglob("*")}
     assert not any(n.startswith(".tmp-") for n in names) and "f" * 64 not in names
     assert json.loads((tmp_path / "characters" / "ann" / f"{record.version}.json").read_text())
+
+
+def test_disk_full_at_any_write_keeps_no_partial_version_and_says_so(tmp_path: Path, monkeypatch):
+    store = CharacterStore(tmp_path)
+    kept_files, kept_refs = _sheet(b"kept")
+    kept, _ = store.put("kept", "", kept_files, kept_refs)
+    files, refs = _sheet(b"a", b"b")
+    real_fsync = os.fsync
+    calls = []
+
+    def counting_fsync(fd: int) -> None:
+        calls.append(fd)
+        real_fsync(fd)
+
+    # A dry run on a copy counts the fsyncs of one registration: each is a point the disk can fill.
+    probe = CharacterStore(tmp_path / "probe")
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    probe.put("new", "", files, refs)
+    monkeypatch.undo()
+    assert len(calls) >= 4  # two images + manifest, their directory, the record, its directory
+    root_before = {k: v for k, v in _snapshot(tmp_path).items() if not k.startswith("probe")}
+    for failing in range(len(calls)):
+        seen: list[int] = []
+
+        def fsync_until_full(fd: int, failing: int = failing, seen: list[int] = seen) -> None:
+            seen.append(fd)
+            if len(seen) > failing:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync_until_full)
+        with pytest.raises(StoreFull, match=r"disk is full \(ENOSPC\).*nothing was stored"):
+            store.put("new", "", files, refs)
+        monkeypatch.undo()
+        after = {k: v for k, v in _snapshot(tmp_path).items() if not k.startswith("probe")}
+        assert after == root_before, f"fsync {failing}: the store changed"
+        assert [r.character_id for r in store.list()] == ["kept"]
+        assert not [*tmp_path.rglob(".tmp-*"), *tmp_path.rglob(".trash-*")]
+    record, created = store.put("new", "", files, refs)  # space again: it works
+    assert created and store.get("new").version == record.version
+    assert store.get("kept").version == kept.version

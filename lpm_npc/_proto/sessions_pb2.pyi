@@ -52,7 +52,7 @@ AUDIO_ENCODING_PCM16: AudioEncoding
 AUDIO_ENCODING_FLOAT32: AudioEncoding
 
 class OpenSessionRequest(_message.Message):
-    __slots__ = ("character", "width", "height", "fps", "delivery", "seed", "prompt", "idle_policy", "shm_slots", "inline_format")
+    __slots__ = ("character", "width", "height", "fps", "delivery", "seed", "prompt", "idle_policy", "shm_slots", "inline_format", "record_trace")
     CHARACTER_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class OpenSessionRequest(_message.Message):
     IDLE_POLICY_FIELD_NUMBER: _ClassVar[int]
     SHM_SLOTS_FIELD_NUMBER: _ClassVar[int]
     INLINE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    RECORD_TRACE_FIELD_NUMBER: _ClassVar[int]
     character: str
     width: int
     height: int
@@ -73,10 +74,11 @@ class OpenSessionRequest(_message.Message):
     idle_policy: IdlePolicy
     shm_slots: int
     inline_format: PixelFormat
-    def __init__(self, character: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[int] = ..., delivery: _Optional[_Union[Delivery, str]] = ..., seed: _Optional[int] = ..., prompt: _Optional[str] = ..., idle_policy: _Optional[_Union[IdlePolicy, str]] = ..., shm_slots: _Optional[int] = ..., inline_format: _Optional[_Union[PixelFormat, str]] = ...) -> None: ...
+    record_trace: bool
+    def __init__(self, character: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[int] = ..., delivery: _Optional[_Union[Delivery, str]] = ..., seed: _Optional[int] = ..., prompt: _Optional[str] = ..., idle_policy: _Optional[_Union[IdlePolicy, str]] = ..., shm_slots: _Optional[int] = ..., inline_format: _Optional[_Union[PixelFormat, str]] = ..., record_trace: _Optional[bool] = ...) -> None: ...
 
 class OpenSessionResponse(_message.Message):
-    __slots__ = ("session_id", "character_version", "width", "height", "fps", "frames_per_chunk", "samples_per_chunk", "delivery", "shm_name", "shm_path", "shm_slots")
+    __slots__ = ("session_id", "character_version", "width", "height", "fps", "frames_per_chunk", "samples_per_chunk", "delivery", "shm_name", "shm_path", "shm_slots", "trace_id")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     CHARACTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +90,7 @@ class OpenSessionResponse(_message.Message):
     SHM_NAME_FIELD_NUMBER: _ClassVar[int]
     SHM_PATH_FIELD_NUMBER: _ClassVar[int]
     SHM_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     character_version: str
     width: int
@@ -99,7 +102,8 @@ class OpenSessionResponse(_message.Message):
     shm_name: str
     shm_path: str
     shm_slots: int
-    def __init__(self, session_id: _Optional[str] = ..., character_version: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[int] = ..., frames_per_chunk: _Optional[int] = ..., samples_per_chunk: _Optional[int] = ..., delivery: _Optional[_Union[Delivery, str]] = ..., shm_name: _Optional[str] = ..., shm_path: _Optional[str] = ..., shm_slots: _Optional[int] = ...) -> None: ...
+    trace_id: str
+    def __init__(self, session_id: _Optional[str] = ..., character_version: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[int] = ..., frames_per_chunk: _Optional[int] = ..., samples_per_chunk: _Optional[int] = ..., delivery: _Optional[_Union[Delivery, str]] = ..., shm_name: _Optional[str] = ..., shm_path: _Optional[str] = ..., shm_slots: _Optional[int] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class CloseSessionRequest(_message.Message):
     __slots__ = ("session_id",)

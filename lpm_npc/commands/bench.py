@@ -15,6 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from lpm_npc.bench.serve import register_serve  # the daemon end to end (lazy grpc inside)
 
     register_serve(group)
+    from lpm_npc.bench.soak import register_soak  # hours of sessions: losses, latency, memory
+
+    register_soak(group)
     from lpm_npc.bench.quality_cli import register_quality  # LPM-Bench-synth (helper E)
 
     register_quality(group)

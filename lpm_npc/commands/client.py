@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,6 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--address", default="127.0.0.1:50061", help="daemon HOST:PORT")
     parser.add_argument("--token", default=None, help="bearer token (default: $LPM_NPC_TOKEN)")
+    parser.add_argument(
+        "--tls", action="store_true", help="talk TLS (implied by any --tls-* option)"
+    )
+    parser.add_argument("--tls-ca", default=None, help="PEM CA to trust (default: system roots)")
+    parser.add_argument("--tls-cert", default=None, help="client certificate PEM (mutual TLS)")
+    parser.add_argument("--tls-key", default=None, help="client private key PEM (mutual TLS)")
     group = parser.add_subparsers(dest="client_command", metavar="CLIENT_COMMAND")
     parser.set_defaults(func=lambda args: parser.print_help() or 1)
 
@@ -54,16 +61,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stream.add_argument("--fast", action="store_true", help="send audio as fast as accepted")
     stream.add_argument("--out", required=True, help="output directory")
     stream.add_argument("--json", action="store_true", help="machine-readable summary")
+    stream.add_argument(
+        "--record",
+        default=None,
+        metavar="FILE",
+        help="record the session as a trace (the daemon records what its generator consumed; "
+        "the file is downloaded here when the session closes)",
+    )
     stream.set_defaults(func=run_stream)
 
 
 def _client(args: argparse.Namespace):  # noqa: ANN202
     import os
 
+    from lpm_npc.errors import UserError
     from lpm_npc.serve.client import LpmClient
+    from lpm_npc.serve.tls import ClientTls, TlsError
 
     token = args.token if args.token is not None else os.environ.get("LPM_NPC_TOKEN") or None
-    return LpmClient(args.address, token=token)
+    tls = None
+    if args.tls or args.tls_ca or args.tls_cert or args.tls_key:
+        try:
+            tls = ClientTls.from_files(args.tls_ca, args.tls_cert, args.tls_key)
+        except TlsError as error:
+            raise UserError(str(error)) from None
+    return LpmClient(args.address, token=token, tls=tls)
 
 
 def _rpc(fn, *a):  # noqa: ANN001, ANN002, ANN202
@@ -140,7 +162,11 @@ def run_stream(args: argparse.Namespace) -> int:
     with _client(args) as client:
         session = _rpc(
             lambda: client.open_session(
-                args.character, delivery=delivery, prompt=args.prompt, seed=args.seed
+                args.character,
+                delivery=delivery,
+                prompt=args.prompt,
+                seed=args.seed,
+                record_trace=args.record is not None,
             )
         )
         with tqdm(total=total, unit="frame", file=sys.stderr, disable=args.json) as bar:
@@ -158,6 +184,8 @@ def run_stream(args: argparse.Namespace) -> int:
                 )
             finally:
                 _rpc(client.close_session, session.session_id)
+        if args.record is not None:
+            Path(args.record).write_bytes(_rpc(lambda: client.get_trace(session.trace_id)))
     paths = write_outputs(result, args.out, speak, listen)
     latencies = sorted((f.received_at_unix_ns - f.input_ready_unix_ns) / 1e6 for f in result.frames)
     summary = {

@@ -28,9 +28,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port")
     parser.add_argument("--max-sessions", type=int, default=None, help="open sessions at most")
     parser.add_argument(
+        "--no-measure-capacity",
+        action="store_true",
+        help="skip the start-up measurement of how many sessions this machine steps in real "
+        "time; admit up to --max-sessions instead",
+    )
+    parser.add_argument(
         "--token",
         default=None,
         help="require 'authorization: Bearer T' (default: $LPM_NPC_TOKEN if set, else no auth)",
+    )
+    parser.add_argument("--tls-cert", default=None, help="serve TLS: certificate chain (PEM)")
+    parser.add_argument("--tls-key", default=None, help="serve TLS: private key (PEM)")
+    parser.add_argument(
+        "--tls-client-ca",
+        default=None,
+        help="mutual TLS: require client certificates signed by this CA (PEM)",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow binding a non-loopback --host with neither --token nor TLS",
     )
     parser.add_argument("--checkpoint", default=None, help="checkpoint dir (default: embedded)")
     parser.add_argument(
@@ -40,6 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--preset", default="tiny", help="preset for random weights")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument(
+        "--record-traces",
+        action="store_true",
+        help="record every session as a trace in STORE/traces (docs/trace-format.md)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -48,9 +71,10 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import signal
 
-    from lpm_npc.config import ServeConfig
+    from lpm_npc.config import SERVE_DROP_LAG_CHUNKS, ServeConfig
     from lpm_npc.engine.generator import StreamingGenerator
     from lpm_npc.errors import UserError
+    from lpm_npc.serve.tls import ServerTls, TlsError, check_exposure
 
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in [0, 65535], got {args.port}")
@@ -60,10 +84,23 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    config = ServeConfig()
+    config = ServeConfig(
+        measure_capacity=not args.no_measure_capacity, drop_lag_chunks=SERVE_DROP_LAG_CHUNKS
+    )
     if args.max_sessions is not None:
         config = dataclasses.replace(config, max_sessions=args.max_sessions)
     token = args.token if args.token is not None else os.environ.get("LPM_NPC_TOKEN") or None
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UserError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        raise UserError("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS)")
+    try:
+        tls = None
+        if args.tls_cert:
+            tls = ServerTls.from_files(args.tls_cert, args.tls_key, args.tls_client_ca)
+        check_exposure(args.host, token=token, tls=tls is not None, insecure=args.insecure)
+    except TlsError as error:
+        raise UserError(str(error)) from None
     store = Path(args.store) if args.store else default_store_dir()
     # Without --checkpoint the embedded default; random weights (with a warning) only when it is
     # missing or when asked for.
@@ -83,10 +120,16 @@ def run(args: argparse.Namespace) -> int:
             store_dir=str(store),
             config=config,
             token=token,
+            tls=tls,
+            insecure=args.insecure,
             metrics_port=args.metrics_port,
             metrics_host=args.host,
+            record_traces=args.record_traces,
+            checkpoint_sha=_checkpoint_sha(args),
         )
         await server.start()
+        if server.daemon.capacity is not None:
+            print(server.daemon.capacity.describe(), flush=True)
         print(f"listening on {args.host}:{port}", flush=True)
         if server.metrics_port is not None:
             print(f"metrics on http://{args.host}:{server.metrics_port}/metrics", flush=True)
@@ -100,3 +143,14 @@ def run(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def _checkpoint_sha(args: argparse.Namespace) -> str:
+    """sha256 of the served weights for trace headers ("" for random weights)."""
+    from lpm_npc.engine.weights import default_checkpoint_dir
+    from lpm_npc.trace.recorder import checkpoint_sha256
+
+    path = Path(args.checkpoint) if args.checkpoint else default_checkpoint_dir()
+    if args.random_weights or not (path / "model.safetensors").is_file():
+        return ""
+    return checkpoint_sha256(path)

@@ -15,7 +15,9 @@ should be generated now:
 sessions) and the lateness of due chunks. Degradation policy (docs/api.md): a due chunk later
 than `shed_lag_chunks` is skipped if it is pure idle and its session's idle policy allows; when
 the smoothed lateness exceeds `degrade_lag_chunks` the daemon reports `degraded` and refuses new
-sessions until it falls below `recover_lag_chunks`. Speech chunks are never skipped.
+sessions until it falls below `recover_lag_chunks`; and (when `drop_lag_chunks` > 0) a chunk of
+any kind (speech too, any idle policy) later than `drop_lag_chunks` is skipped, so latency stays bounded under sustained
+overload instead of growing without end.
 
 This module computes; it does not sleep, hold sessions or call the generator.
 """
@@ -70,6 +72,9 @@ def chunk_due(outlook: ChunkOutlook, now_ns: int, config: ServeConfig) -> Due:
     """Decide about one session's next chunk (see the module docstring)."""
     grace = int(config.late_grace_chunks * outlook.chunk_ns) if outlook.any_track_open else 0
     deadline = outlook.chunk_end_ns + grace
+    drop_after = config.drop_lag_chunks * outlook.chunk_ns
+    if drop_after and now_ns - outlook.chunk_end_ns > drop_after:
+        return Due.SHED  # the latency bound: too late to be worth showing, whatever it holds
     if outlook.has_audio and outlook.open_tracks_covered:
         earliest = outlook.chunk_end_ns - config.max_lead_chunks * outlook.chunk_ns
         return Due.AUDIO if now_ns >= earliest else Due.WAIT
@@ -110,6 +115,14 @@ class LoadMonitor:
             self._degraded = True
         elif self._lag_ns < self._config.recover_lag_chunks * self._chunk_ns:
             self._degraded = False
+
+    def record_idle(self) -> None:
+        """The daemon has no session, so nothing can be late: lateness and `degraded` clear.
+
+        Without this a daemon that degraded and then lost its sessions would stay degraded (and
+        refuse every session) for good, since only generator steps update the lateness."""
+        self._lag_ns = 0.0
+        self._degraded = False
 
     def snapshot(self) -> LoadSnapshot:
         compute = sum(c for c, _ in self._steps)

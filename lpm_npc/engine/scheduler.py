@@ -87,6 +87,9 @@ class Scheduler:
         self.stats = SchedulerStats()
         self.queue_depth = 0  # sessions found due at the last schedule
         self.on_step: Callable[[StepResult], None] = lambda result: None  # metrics hook
+        # trace hook: session id -> recorder (`lpm_npc.trace.recorder.SessionRecorder`) that is
+        # told every chunk it generated (with its batch) and every chunk it shed
+        self.recorders: dict[str, Any] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpm-generator")
         self._wake: asyncio.Event | None = None
         self._stopping = False
@@ -112,7 +115,13 @@ class Scheduler:
         )
 
     def snapshot(self) -> LoadSnapshot:
+        self._clear_load_if_idle()
         return self.load.snapshot()
+
+    def _clear_load_if_idle(self) -> None:
+        # With no session nothing is generated, so only this can end a degraded period.
+        if not self.sessions:
+            self.load.record_idle()
 
     # --- the three phases ------------------------------------------------------------------
     def schedule(self, now_ns: int) -> Batch | None:
@@ -129,6 +138,8 @@ class Scheduler:
                 continue
             decision = chunk_due(session.outlook(), now_ns, self.config)
             while decision is Due.SHED:
+                if session.session_id in self.recorders:
+                    self.recorders[session.session_id].record_shed(session.next_sample)
                 session.skip_chunk()
                 self.stats.shed_chunks += 1
                 decision = chunk_due(session.outlook(), now_ns, self.config)
@@ -136,6 +147,7 @@ class Scheduler:
                 due.append((session.outlook().chunk_end_ns, session))
         self.queue_depth = len(due)
         if not due:
+            self._clear_load_if_idle()
             return None
         due.sort(key=lambda item: item[0])
         limit = self.config.max_batch or len(due)
@@ -177,6 +189,8 @@ class Scheduler:
                 session.fail_chunk(result.error)
                 continue
             session.complete_chunk(chunk, result.frames[i], lambda s=session: self.status_for(s))
+            if session.session_id in self.recorders:
+                self.recorders[session.session_id].record_step(result, i)
         self.on_step(result)
 
     def step(self) -> bool:

@@ -4,7 +4,8 @@ When the daemon is started with a token, `TokenAuthInterceptor` rejects calls wi
 matching header with UNAUTHENTICATED before they reach a servicer. The standard health service
 is exempt (load balancers and orchestrators probe it without credentials); reflection is not.
 The comparison is constant-time. Without a token the daemon binds 127.0.0.1 by default, which is
-its access control. This is not TLS: put the daemon behind one if it leaves the host.
+its access control. A token is sent in clear text without TLS: a daemon that leaves the host
+should also serve TLS (`serve/tls.py`).
 """
 
 from __future__ import annotations

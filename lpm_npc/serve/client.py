@@ -26,10 +26,12 @@ import grpc
 import numpy as np
 
 from lpm_npc._proto import characters_pb2 as cpb
-from lpm_npc._proto import characters_pb2_grpc, sessions_pb2_grpc
+from lpm_npc._proto import characters_pb2_grpc, sessions_pb2_grpc, traces_pb2_grpc
 from lpm_npc._proto import sessions_pb2 as spb
+from lpm_npc._proto import traces_pb2 as tpb
 from lpm_npc.config import FPS, SAMPLE_RATE
 from lpm_npc.serve.shm_ring import FrameRingReader
+from lpm_npc.serve.tls import ClientTls
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +90,29 @@ class EventQueue:
 class LpmClient:
     """Synchronous client of one daemon."""
 
-    def __init__(self, address: str, token: str | None = None, timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        token: str | None = None,
+        timeout: float = 120.0,
+        tls: ClientTls | None = None,
+    ) -> None:
+        """`tls`: talk TLS (trusting `tls.root_ca`, presenting a client certificate for mutual
+        TLS); without it the channel is plain text (loopback, or a daemon run `--insecure`)."""
         options = [
             ("grpc.max_receive_message_length", MESSAGE_BYTES),
             ("grpc.max_send_message_length", MESSAGE_BYTES),
+            # Notice a dead daemon within seconds, even on an idle stream (the daemon allows it).
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
         ]
-        self.channel = grpc.insecure_channel(address, options=options)
+        if tls is not None:
+            self.channel = grpc.secure_channel(address, tls.credentials(), options=options)
+        else:
+            self.channel = grpc.insecure_channel(address, options=options)
         self.characters = characters_pb2_grpc.CharactersStub(self.channel)
         self.sessions = sessions_pb2_grpc.SessionsStub(self.channel)
+        self.traces = traces_pb2_grpc.TracesStub(self.channel)
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
 
@@ -170,6 +187,13 @@ class LpmClient:
         return self._call(
             self.sessions.CloseSession, spb.CloseSessionRequest(session_id=session_id)
         )
+
+    def get_trace(self, trace_id: str) -> bytes:
+        """The whole trace file (Traces.GetTrace)."""
+        pieces = self.traces.GetTrace(
+            tpb.GetTraceRequest(trace_id=trace_id), timeout=self.timeout, metadata=self.metadata
+        )
+        return b"".join(piece.data for piece in pieces)
 
     def converse(self, events: Iterable[spb.ClientEvent], timeout: float | None = None):
         """The raw bidirectional stream: an iterator of ServerEvent (also a grpc.Call)."""

@@ -161,6 +161,9 @@ class ConverseStream:
                     f"{self._config.max_prompt_chars} are allowed"
                 )
             engine.set_prompt(event.text)
+        recorder = self._scheduler.recorders.get(engine.session_id)
+        if recorder is not None and not isinstance(event, AudioIn):  # trace: what was applied
+            recorder.record_event(_TRACE_EVENTS[type(event)], **_trace_detail(event))
         self._scheduler.wake()
 
     def finish_input(self) -> None:
@@ -240,6 +243,17 @@ class ConverseStream:
         self.session.engine.notify = lambda: None
         if self._sessions.sessions.get(self.session.session_id) is self.session:
             self._sessions.detach(self.session)
+
+
+_TRACE_EVENTS = {SegmentEndIn: "segment_end", InterruptIn: "interrupt", PromptIn: "set_prompt"}
+
+
+def _trace_detail(event: ConverseInput) -> dict[str, str]:
+    if isinstance(event, PromptIn):
+        return {"text": event.text}
+    if isinstance(event, SegmentEndIn):
+        return {"track": _track(event.track)}
+    return {}
 
 
 def _track(track: str | None) -> str:

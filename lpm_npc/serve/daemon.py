@@ -3,7 +3,8 @@
 A `Daemon` is what the servicers call. It owns one `Scheduler` (running on the serving event
 loop, its generator calls on one worker thread), the `CharacterRegistry` over a
 `CharacterStore`, the `SessionManager`, and the `DaemonMetrics`; `converse(session_id)` attaches
-a `ConverseStream`. `start()` launches the
+a `ConverseStream`. `start()` measures how many sessions the machine steps in real time (with
+`config.measure_capacity`; admission then stops there, `serve/capacity.py`), launches the
 scheduler loop and a reaper for sessions left without a stream; `drain()` (SIGTERM) refuses new
 sessions and streams, tells every attached session to finish what it has buffered, and waits for
 their streams to end up to a grace period. Plain Python and asyncio; no grpc.
@@ -20,10 +21,12 @@ from dataclasses import dataclass
 from lpm_npc.config import ServeConfig, SheetLimits
 from lpm_npc.engine.protocol import ChunkGenerator
 from lpm_npc.engine.scheduler import Scheduler, StepResult
+from lpm_npc.serve.capacity import CapacityReport, measure_capacity
 from lpm_npc.serve.converse import ConverseStream
 from lpm_npc.serve.metrics import DaemonMetrics
 from lpm_npc.serve.registry import CharacterRegistry, ImageIn
-from lpm_npc.serve.sessions import SessionManager
+from lpm_npc.serve.sessions import RING_PREFIX, SessionManager
+from lpm_npc.serve.shm_ring import remove_orphan_rings
 from lpm_npc.serve.store import CharacterStore, StoredCharacter
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ class Daemon:
         self.metrics = DaemonMetrics()
         self.scheduler.on_step = self._on_step
         self._tasks: list[asyncio.Task] = []
+        self.capacity: CapacityReport | None = None  # measured at start (config.measure_capacity)
 
     def _on_step(self, result: StepResult) -> None:
         self.metrics.record_step(
@@ -80,6 +84,21 @@ class Daemon:
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
+        """Remove rings a killed daemon left, measure the capacity (when configured), then run
+        the scheduler and the reaper."""
+        for path in remove_orphan_rings(RING_PREFIX):
+            log.info("removed the orphaned frame ring %s (its daemon died)", path)
+        if self.config.measure_capacity:
+            self.capacity = await self.scheduler.call_in_worker(
+                lambda: measure_capacity(
+                    self.generator, self.config.max_sessions, headroom=self.config.capacity_headroom
+                )
+            )
+            if self.capacity.sessions == 0:
+                # Refusing everyone helps no one: admit one, whose stream reports `degraded`.
+                log.warning("this machine cannot step one session in real time; admitting 1")
+            self.sessions.measured_capacity = max(1, self.capacity.sessions)
+        self.metrics.capacity.set(self.sessions.session_limit)
         self._tasks = [
             asyncio.create_task(self.scheduler.serve_forever(), name="lpm-scheduler"),
             asyncio.create_task(self._reap_forever(), name="lpm-reaper"),

@@ -31,6 +31,11 @@ class DaemonMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.sessions = Gauge("lpm_npc_sessions", "open sessions", registry=r)
+        self.capacity = Gauge(
+            "lpm_npc_capacity_sessions",
+            "sessions admitted at most: measured at start (or max_sessions when not measured)",
+            registry=r,
+        )
         self.queue_depth = Gauge("lpm_npc_queue_depth", "sessions with a chunk due", registry=r)
         self.rtf = Gauge("lpm_npc_rtf", "compute time / media time generated", registry=r)
         self.degraded = Gauge("lpm_npc_degraded", "1 when real time is not kept", registry=r)

@@ -2,7 +2,8 @@
 
 `create_server` wires a `Daemon` into a `grpc.aio` server with the `Characters` and `Sessions`
 services, the standard health service (`grpc.health.v1`, SERVING while up, NOT_SERVING while
-draining), reflection, optional token auth, message-size limits, and (with `metrics_port`) the
+draining), reflection, optional token auth, INVALID_ARGUMENT for undecodable requests (`malformed.py`),
+keepalive (a vanished client is detected within seconds), message-size limits, and (with `metrics_port`) the
 Prometheus exporter. It binds at once (port 0 picks a free port) and returns an `LpmServer`
 whose `start()` / `stop(grace)` also run and drain the daemon. It must be called from the event
 loop that will run the server.
@@ -10,7 +11,8 @@ loop that will run the server.
 `ServerThread` runs all that on a private event loop in a background thread: what tests, the
 demo and the benchmark use to talk to a real server from ordinary synchronous code.
 
-The default address binds 127.0.0.1: exposing the daemon is an explicit choice (`--host`).
+The default address binds 127.0.0.1: exposing the daemon is an explicit choice (`--host`), and
+binding anything else needs a token or TLS (`tls=`, `serve/tls.py`) unless `insecure=True`.
 """
 
 from __future__ import annotations
@@ -19,17 +21,28 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from lpm_npc._proto import characters_pb2, characters_pb2_grpc, sessions_pb2, sessions_pb2_grpc
+from lpm_npc._proto import (
+    characters_pb2,
+    characters_pb2_grpc,
+    sessions_pb2,
+    sessions_pb2_grpc,
+    traces_pb2,
+    traces_pb2_grpc,
+)
 from lpm_npc.config import ServeConfig, SheetLimits
 from lpm_npc.serve.auth import TokenAuthInterceptor
 from lpm_npc.serve.daemon import Daemon
+from lpm_npc.serve.malformed import MalformedRequestInterceptor
 from lpm_npc.serve.servicers import CharactersServicer, SessionsServicer
+from lpm_npc.serve.tls import ServerTls, check_exposure
+from lpm_npc.serve.traces import TracesServicer, TraceStore
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +50,7 @@ DEFAULT_ADDRESS = "127.0.0.1:50061"
 SERVICE_NAMES = (
     characters_pb2.DESCRIPTOR.services_by_name["Characters"].full_name,
     sessions_pb2.DESCRIPTOR.services_by_name["Sessions"].full_name,
+    traces_pb2.DESCRIPTOR.services_by_name["Traces"].full_name,
 )
 
 
@@ -49,6 +63,7 @@ class LpmServer:
         self.health = health
         self.port = port
         self.metrics_port: int | None = None
+        self.traces: TraceStore | None = None  # set by create_server
 
     async def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
@@ -66,6 +81,8 @@ class LpmServer:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.daemon.drain(grace)
         await self.daemon.stop()
+        if self.traces is not None:
+            self.traces.finish_all()
         await self.grpc_server.stop(min(grace, 1.0))
 
     async def wait_for_termination(self) -> None:
@@ -82,26 +99,53 @@ def create_server(
     token: str | None = None,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    record_traces: bool = False,
+    checkpoint_sha: str = "",
+    tls: ServerTls | None = None,
+    insecure: bool = False,
 ) -> tuple[LpmServer, int]:
-    """Build and bind the daemon (see the module docstring); returns (server, bound port)."""
+    """Build and bind the daemon (see the module docstring); returns (server, bound port).
+
+    With `tls` the port speaks TLS (mutual TLS when `tls.client_ca` is set). A host other than
+    loopback needs `token` or `tls` unless `insecure` (`tls.check_exposure`, TlsError)."""
+    host = address.rsplit(":", 1)[0]
+    check_exposure(host, token=token, tls=tls is not None, insecure=insecure)
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
+        # A vanished client (crash, pulled cable) is noticed within keepalive time + timeout;
+        # clients may ping that often too (lpm-npc client and the bridges do).
+        ("grpc.keepalive_time_ms", int(config.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", int(config.keepalive_time_s * 500)),
+        ("grpc.http2.max_pings_without_data", 0),
     ]
-    interceptors = [TokenAuthInterceptor(token)] if token else []
+    # Auth first (an unauthenticated caller learns nothing about message types), then decoding.
+    interceptors: list[grpc.aio.ServerInterceptor] = [TokenAuthInterceptor(token)] if token else []
+    interceptors.append(MalformedRequestInterceptor())
     server = grpc.aio.server(options=options, interceptors=interceptors)
     daemon = Daemon(generator, store_dir, config=config, sheet_limits=sheet_limits)
     characters_pb2_grpc.add_CharactersServicer_to_server(CharactersServicer(daemon), server)
-    sessions_pb2_grpc.add_SessionsServicer_to_server(SessionsServicer(daemon), server)
+    # traces live in the store (`<store_dir>/traces`); record_traces records every session
+    traces = TraceStore(
+        Path(store_dir) / "traces", record_all=record_traces, checkpoint_sha=checkpoint_sha
+    )
+    sessions_pb2_grpc.add_SessionsServicer_to_server(SessionsServicer(daemon, traces), server)
+    traces_pb2_grpc.add_TracesServicer_to_server(TracesServicer(traces, daemon.scheduler), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(address)
+    if tls is not None:
+        port = server.add_secure_port(address, tls.credentials())
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind {address}")
     lpm = LpmServer(server, daemon, health_servicer, port)
+    lpm.traces = traces
     if metrics_port is not None:
         lpm.metrics_port = daemon.metrics.start_http(metrics_host, metrics_port)
         log.info("metrics on http://%s:%d/metrics", metrics_host, lpm.metrics_port)

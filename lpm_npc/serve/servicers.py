@@ -44,6 +44,7 @@ from lpm_npc.serve.errors import (
 from lpm_npc.serve.registry import ImageIn
 from lpm_npc.serve.sessions import OpenRequest
 from lpm_npc.serve.store import StoredCharacter
+from lpm_npc.serve.traces import TraceStore
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ _CODES: dict[type[ServeError], grpc.StatusCode] = {
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     Internal: grpc.StatusCode.INTERNAL,
+    ServeError: grpc.StatusCode.INTERNAL,
 }
 _MS_PER_SAMPLE = 1000.0 / SAMPLE_RATE
 _TRACKS = {spb.TRACK_SPEAK: "speak", spb.TRACK_LISTEN: "listen"}
@@ -85,7 +87,9 @@ _STAGES = {
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: ServeError) -> None:
-    await context.abort(_CODES.get(type(error), grpc.StatusCode.UNKNOWN), str(error))
+    # The nearest mapped base class decides (MalformedMessage is an InvalidArgument).
+    code = next(_CODES[k] for k in type(error).__mro__ if k in _CODES or k is ServeError)
+    await context.abort(code, str(error))
 
 
 def _unary(method: Callable) -> Callable:
@@ -220,9 +224,10 @@ def _status(out: StatusOut) -> spb.Status:
 
 
 class SessionsServicer(sessions_pb2_grpc.SessionsServicer):
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Daemon, traces: TraceStore | None = None) -> None:
         self._daemon = daemon
         self._sessions = daemon.sessions
+        self._traces = traces  # records sessions that ask (record_trace) or all (record_all)
 
     @_unary
     async def OpenSession(self, request, context):  # noqa: ANN001, N802
@@ -248,6 +253,15 @@ class SessionsServicer(sessions_pb2_grpc.SessionsServicer):
             )
         )
         ring = session.ring
+        trace_id = ""
+        if self._traces is not None and (request.record_trace or self._traces.record_all):
+            trace_id = await self._traces.start(
+                session,
+                self._daemon.registry,
+                self._daemon.scheduler,
+                seed=request.seed,
+                prompt=request.prompt,
+            )
         return spb.OpenSessionResponse(
             session_id=session.session_id,
             character_version=session.character.version,
@@ -260,11 +274,14 @@ class SessionsServicer(sessions_pb2_grpc.SessionsServicer):
             shm_name=ring.name if ring else "",
             shm_path=str(ring.path) if ring else "",
             shm_slots=ring.geometry.slot_count if ring else 0,
+            trace_id=trace_id,
         )
 
     @_unary
     async def CloseSession(self, request, context):  # noqa: ANN001, N802
         session = await self._sessions.close(request.session_id)
+        if self._traces is not None:
+            self._traces.finish(request.session_id)
         counters = session.engine.counters
         return spb.CloseSessionResponse(
             frames=counters.frames, dropped_chunks=counters.dropped_chunks

@@ -4,6 +4,13 @@
 get the character's prepared references, open the generator state on the generator's thread,
 create the SHM ring), attaches and detaches Converse streams (one at a time per session; what a
 stream does is `serve/converse.py`), and closes sessions (including ones left detached too long).
+
+Admission counts *active* sessions: those with a stream attached, those opened and not yet
+attached (their stream is expected), and those still loading. A session whose stream ended or
+vanished (client crash: keepalive notices within seconds) stops counting at once; it may be
+reattached within `detached_timeout_s` if an active slot is free, and is closed after it (its SHM
+ring unlinked). Opening a session closes the oldest detached ones beyond `max_sessions`, so a
+crash-looping client cannot pile them up.
 Every domain error is a typed `ServeError` that names the field and the allowed value. Nothing
 here imports grpc.
 """
@@ -35,6 +42,7 @@ log = logging.getLogger(__name__)
 DELIVERIES = ("inline", "shm")
 IDLE_POLICIES = ("animate", "priority")
 INLINE_FORMATS = ("rgb8", "rgba8")
+RING_PREFIX = "lpmnpc-"  # SHM ring names: RING_PREFIX + session id
 MIN_SIDE, MAX_SIDE = 32, 1024  # allowed frame side; the generator resizes from its native size
 
 
@@ -67,7 +75,13 @@ class ServeSession:
     inline_format: str
     ring: FrameRingWriter | None
     stream_attached: bool = False
+    ever_attached: bool = False  # a stream was attached once (it is "detached" when it is not now)
     detached_since_ns: int = field(default_factory=time.monotonic_ns)
+
+    @property
+    def active(self) -> bool:
+        """Counts against admission: streaming now, or opened and its first stream expected."""
+        return self.stream_attached or not self.ever_attached
 
 
 class SessionManager:
@@ -90,6 +104,22 @@ class SessionManager:
         self.sessions: dict[str, ServeSession] = {}
         self.draining = False
         self._opening = 0  # admitted sessions still loading (they count against the limit)
+        self.measured_capacity: int | None = None  # set by the daemon when it measured one
+
+    @property
+    def session_limit(self) -> int:
+        """Active sessions admitted at most: the measured capacity, capped by max_sessions."""
+        if self.measured_capacity is None:
+            return self.config.max_sessions
+        return min(self.measured_capacity, self.config.max_sessions)
+
+    def _limit_reason(self) -> str:
+        if self.measured_capacity is not None and self.measured_capacity < self.config.max_sessions:
+            return (
+                f"measured capacity = {self.measured_capacity} sessions in real time on this "
+                f"machine (max_sessions = {self.config.max_sessions})"
+            )
+        return f"max_sessions = {self.config.max_sessions}"
 
     # --- open / close ------------------------------------------------------------------------
     def _validate(self, request: OpenRequest) -> int:
@@ -122,20 +152,36 @@ class SessionManager:
             raise InvalidArgument(f"seed {request.seed} is out of range: 0..2**63-1")
         return width
 
+    @property
+    def active_count(self) -> int:
+        """Sessions counted against admission (module docstring), loading ones included."""
+        return sum(s.active for s in self.sessions.values()) + self._opening
+
     def _admit(self) -> None:
         if self.draining:
             raise Unavailable("the daemon is draining (shutting down); no new sessions")
-        if len(self.sessions) + self._opening >= self.config.max_sessions:
+        if self.active_count >= self.session_limit:
             raise ResourceExhausted(
-                f"session limit reached: max_sessions = {self.config.max_sessions}"
+                f"session limit reached: {self.active_count} active sessions, "
+                f"{self._limit_reason()}"
             )
         load = self.scheduler.snapshot()
         if load.degraded:
             raise ResourceExhausted(f"the daemon cannot keep real time: {load.reason}")
 
+    async def _evict_detached(self) -> None:
+        """Keep at most `max_sessions` detached sessions: close the oldest ones."""
+        detached = sorted(
+            (s for s in self.sessions.values() if not s.active), key=lambda s: s.detached_since_ns
+        )
+        for session in detached[: max(0, len(detached) - self.config.max_sessions)]:
+            log.info("closing detached session %s: too many detached sessions", session.session_id)
+            await self.close(session.session_id)
+
     async def open(self, request: OpenRequest) -> ServeSession:
         size = self._validate(request)
         self._admit()
+        await self._evict_detached()
         self._opening += 1
         try:
             record = self.registry.get(request.character)
@@ -161,7 +207,7 @@ class SessionManager:
         ring = None
         if request.delivery == "shm":
             slots = request.shm_slots or self.config.shm_slots
-            ring = FrameRingWriter(f"lpmnpc-{session_id}", size, size, slots)
+            ring = FrameRingWriter(f"{RING_PREFIX}{session_id}", size, size, slots)
         session = ServeSession(
             session_id, record, engine, size, size, request.delivery, request.inline_format, ring
         )
@@ -210,7 +256,13 @@ class SessionManager:
         session = self.get(session_id)
         if session.stream_attached:
             raise FailedPrecondition(f"session {session_id} already has a Converse stream")
+        if not session.active and self.active_count >= self.session_limit:
+            raise ResourceExhausted(
+                f"cannot reattach session {session_id}: {self.active_count} active sessions, "
+                f"{self._limit_reason()}"
+            )
         session.stream_attached = True
+        session.ever_attached = True
         session.engine.outbox.clear()
         session.engine.attach(time.monotonic_ns())
         self.scheduler.wake()

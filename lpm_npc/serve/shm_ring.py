@@ -12,6 +12,13 @@ Writing slot i uses a seqlock: `sequence` becomes odd, pixels and metadata are w
 `sequence` becomes even again, and only then is `frames_written` advanced. A reader copies the
 slot and accepts the copy only if `sequence` was even and unchanged across the copy.
 
+Every 8-byte field that changes while readers watch (`sequence`, `frames_written`, `heartbeat_ns`)
+is 8-byte aligned and stored with one aligned 8-byte store through a numpy uint64 view of the map
+(not `struct.pack_into`, which copies byte by byte, so a reader could see a mix of old and new
+bytes, or a sequence of 0 in the middle of a write). The slot's other metadata is packed after
+its sequence, never over it. A slot's sequence is 0 until its first write begins: readers treat
+0 as "no frame in this slot".
+
 The segment is a file in /dev/shm (the POSIX shared-memory directory: `shm_open(name)` opens the
 same object) created with mode 0600 and O_EXCL, so only the daemon's user can map it and a stale
 name is never reused silently. Python's multiprocessing.shared_memory is not used because its
@@ -51,6 +58,7 @@ _OFF_FRAMES_WRITTEN = 64
 # slot header: sequence u64, frame_seq u64, pts_samples i64, generated_unix_ns u64,
 # width u32, height u32  (then zero padding to 64 bytes)
 _SLOT = struct.Struct("<QQqQII")
+_SLOT_META = struct.Struct("<QqQII")  # the slot header after `sequence` (the writer's view)
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 
@@ -146,6 +154,8 @@ class FrameRingWriter:
         )
         self._frames_written = 0
         self._pixels = np.frombuffer(self._map, np.uint8)
+        # total_bytes is a multiple of 64 and every mutable u64 sits at a multiple of 8.
+        self._words = np.frombuffer(self._map, np.dtype("<u8"))
 
     @property
     def frames_written(self) -> int:
@@ -153,7 +163,7 @@ class FrameRingWriter:
 
     def heartbeat(self) -> None:
         """Tell readers the writer is alive (also done by every write)."""
-        _U64.pack_into(self._map, _OFF_HEARTBEAT, time.time_ns())
+        self._words[_OFF_HEARTBEAT // 8] = time.time_ns()
 
     def write(self, frame_seq: int, pts_samples: int, image: np.ndarray) -> int:
         """Write an (H, W, 3|4) uint8 image into the next slot; return the slot index."""
@@ -164,18 +174,19 @@ class FrameRingWriter:
             )
         slot = self._frames_written % g.slot_count
         base = HEADER_SIZE + slot * g.slot_stride
-        (sequence,) = _U64.unpack_from(self._map, base)
-        _U64.pack_into(self._map, base, sequence + 1)  # odd: write in progress
-        _SLOT.pack_into(
-            self._map, base, sequence + 1, frame_seq, pts_samples, time.time_ns(), g.width, g.height
+        sequence_word = base // 8
+        sequence = int(self._words[sequence_word])
+        self._words[sequence_word] = sequence + 1  # odd: write in progress
+        _SLOT_META.pack_into(
+            self._map, base + 8, frame_seq, pts_samples, time.time_ns(), g.width, g.height
         )
         start = base + SLOT_HEADER_SIZE
         pixels = self._pixels[start : start + g.height * g.stride].reshape(g.height, g.width, 4)
         pixels[..., :3] = image[..., :3]
         pixels[..., 3] = image[..., 3] if image.shape[2] == 4 else 255
-        _U64.pack_into(self._map, base, sequence + 2)  # even: stable
+        self._words[sequence_word] = sequence + 2  # even: stable
         self._frames_written += 1
-        _U64.pack_into(self._map, _OFF_FRAMES_WRITTEN, self._frames_written)
+        self._words[_OFF_FRAMES_WRITTEN // 8] = self._frames_written
         self.heartbeat()
         return slot
 
@@ -185,10 +196,35 @@ class FrameRingWriter:
             return
         flags = _U32.unpack_from(self._map, _OFF_FLAGS)[0]
         _U32.pack_into(self._map, _OFF_FLAGS, flags | FLAG_CLOSED)
-        del self._pixels
+        del self._pixels, self._words  # exported buffers would keep the map from closing
         self._map.close()
         if unlink:
             self.path.unlink(missing_ok=True)
+
+
+def remove_orphan_rings(prefix: str) -> list[Path]:
+    """Unlink rings named `prefix*` whose writer process no longer exists (a daemon killed with
+    -9 cannot unlink its rings); returns what was removed. Files that are not rings are left."""
+    removed = []
+    for path in sorted(shm_dir().glob(f"{prefix}*")):
+        try:
+            with open(path, "rb") as handle:
+                header = handle.read(_HEADER.size)
+        except OSError:
+            continue
+        if len(header) < _HEADER.size or header[:8] != MAGIC:
+            continue
+        pid = _HEADER.unpack(header)[11]
+        try:
+            os.kill(pid, 0)
+            continue  # alive (this process or another daemon)
+        except PermissionError:
+            continue  # alive, someone else's
+        except ProcessLookupError:
+            pass
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 class FrameRingReader:

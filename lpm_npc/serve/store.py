@@ -15,7 +15,10 @@ two ids shares one object directory.
 Durability (survives kill -9 at any instant): every file is written to a `.tmp-*` name, fsynced
 and renamed into place, and the directory is fsynced; an object directory is complete before
 the record that names it exists. At start-up, leftover `.tmp-*`/`.trash-*` entries and objects no
-record names are removed, so a crash mid-write leaves nothing visible. Ids must match
+record names are removed, so a crash mid-write leaves nothing visible. A write that fails
+(ENOSPC: the disk is full; any other OSError) removes what it wrote and raises `StoreFull`
+(RESOURCE_EXHAUSTED) or `StoreWriteError` (INTERNAL) naming the version and the cause; the
+version never becomes visible. Ids must match
 `CHARACTER_ID` (so an id can never be a path) and versions are 64 hex digits.
 
 This module stores bytes it is handed; validating a sheet is the registry's job (`registry.py`).
@@ -23,6 +26,7 @@ This module stores bytes it is handed; validating a sheet is the registry's job 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -36,7 +40,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lpm_npc.serve.errors import InvalidArgument, NotFound
+from lpm_npc.serve.errors import Internal, InvalidArgument, NotFound, ResourceExhausted
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,14 @@ VERSION_PREFIX = re.compile(r"^[0-9a-f]{8,64}$")
 FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 STORE_FORMAT = "lpm-npc-store 1"
 _TEMP_PREFIXES = (".tmp-", ".trash-")
+
+
+class StoreFull(ResourceExhausted):
+    """The store's disk is full (ENOSPC); nothing of the registration was kept."""
+
+
+class StoreWriteError(Internal):
+    """The store could not be written (an OSError other than ENOSPC); nothing was kept."""
 
 
 @dataclass(frozen=True)
@@ -114,11 +126,15 @@ def _fsync_dir(path: Path) -> None:
 def _write_durable(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically: temp file, fsync, rename, fsync the directory."""
     temp = path.parent / f".tmp-{uuid.uuid4().hex}"
-    with open(temp, "xb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    try:
+        with open(temp, "xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
 
 
@@ -175,19 +191,52 @@ class CharacterStore:
             record_path = self._records / character_id / f"{version}.json"
             if record_path.exists():
                 return self._read_record(record_path), False
-            self._write_object(version, files)
-            record = StoredCharacter(
-                character_id=character_id,
-                version=version,
-                display_name=display_name or character_id,
-                registered_at_unix_ns=time.time_ns(),
-                references=tuple(references),
-                size_bytes=sum(len(b) for b in files.values()),
-            )
-            record_path.parent.mkdir(exist_ok=True)
-            _fsync_dir(self._records)
-            _write_durable(record_path, json.dumps(asdict(record), indent=1).encode())
-            return record, True
+            created_object = not (self._objects / version).is_dir()
+            try:
+                return self._put_new(character_id, display_name, files, references, version)
+            except OSError as error:
+                self._undo_put(record_path, version if created_object else None)
+                what = f"registering {character_id}@{version[:12]}"
+                if error.errno == errno.ENOSPC:
+                    raise StoreFull(
+                        f"the store's disk is full (ENOSPC) while {what}: nothing was stored; "
+                        f"free space under {self.root}"
+                    ) from error
+                raise StoreWriteError(
+                    f"could not write the store while {what}: {error}; nothing was stored"
+                ) from error
+
+    def _put_new(
+        self,
+        character_id: str,
+        display_name: str,
+        files: dict[str, bytes],
+        references: list[StoredReference],
+        version: str,
+    ) -> tuple[StoredCharacter, bool]:
+        """Write the object, then the record that makes it visible (lock held)."""
+        record_path = self._records / character_id / f"{version}.json"
+        self._write_object(version, files)
+        record = StoredCharacter(
+            character_id=character_id,
+            version=version,
+            display_name=display_name or character_id,
+            registered_at_unix_ns=time.time_ns(),
+            references=tuple(references),
+            size_bytes=sum(len(b) for b in files.values()),
+        )
+        record_path.parent.mkdir(exist_ok=True)
+        _fsync_dir(self._records)
+        _write_durable(record_path, json.dumps(asdict(record), indent=1).encode())
+        return record, True
+
+    def _undo_put(self, record_path: Path, new_object: str | None) -> None:
+        """After a failed put: no record, and no object this put created (lock held)."""
+        record_path.unlink(missing_ok=True)
+        if new_object is not None and (self._objects / new_object).is_dir():
+            trash = self._objects / f".trash-{uuid.uuid4().hex}"
+            os.rename(self._objects / new_object, trash)
+            shutil.rmtree(trash, ignore_errors=True)
 
     def _write_object(self, version: str, files: dict[str, bytes]) -> None:
         final = self._objects / version
@@ -195,13 +244,17 @@ class CharacterStore:
             return  # same content under another id: objects are immutable, share it
         temp = self._objects / f".tmp-{uuid.uuid4().hex}"
         temp.mkdir()
-        for name, data in sorted(files.items()):
-            with open(temp / name, "xb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        _fsync_dir(temp)
-        os.rename(temp, final)
+        try:
+            for name, data in sorted(files.items()):
+                with open(temp / name, "xb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            _fsync_dir(temp)
+            os.rename(temp, final)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
         _fsync_dir(self._objects)
 
     def delete(self, ref: str) -> list[str]:
