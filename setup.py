@@ -22,6 +22,7 @@ setup(
         "scipy>=1.10",
         "av>=12",
         "soundfile>=0.12",
+        "msgpack>=1.0",  # trace files (lpm_npc/trace)
         "safetensors>=0.4",
         "grpcio>=1.85.1",  # the committed stubs (lpm_npc/_proto) need at least their generator version
         "grpcio-health-checking>=1.60",
