@@ -33,7 +33,14 @@ setup(
         "prometheus_client>=0.17",
     ],
     extras_require={
-        "test": ["pytest>=7", "ruff>=0.5", "grpcio-tools>=1.85.1", "hypothesis>=6", "triton>=3.0", "cryptography>=41"],
+        "test": [
+            "pytest>=7",
+            "ruff>=0.5",
+            "grpcio-tools>=1.85.1",
+            "hypothesis>=6",
+            "triton>=3.0",
+            "cryptography>=41",
+        ],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.5"],
         "gpu": ["triton>=3.0", "onnxruntime-gpu>=1.17"],
     },
