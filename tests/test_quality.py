@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from lpm_npc.bench.quality_metrics import event_onsets, pearson, psnr_db, segment_mask
+from lpm_npc.bench.quality_metrics import (
+    box_psnr_db,
+    event_onsets,
+    pearson,
+    psnr_db,
+    segment_mask,
+)
 from lpm_npc.config import ModelConfig, QualityConfig
 
 MICRO = ModelConfig.from_name("tiny").with_overrides(
@@ -40,6 +46,7 @@ MICRO_SUITE = QualityConfig(
     text_prompts=("cheerful", "sad"),
     gap_clips=1,
     gap_frames=8,
+    teacher_steps=2,
 )
 
 
@@ -86,25 +93,78 @@ def test_metric_helpers():
     assert mask.sum() == 24 and mask[24] and not mask[48]
 
 
-def test_bench_quality_returns_every_key_finite(micro_checkpoint, monkeypatch):
+def test_box_psnr_counts_only_the_box():
+    a = np.zeros((2, 8, 8, 3), np.uint8)
+    b = a.copy()
+    b[:, 0, 0] = 255  # outside the box: ignored
+    boxes = np.array([[2, 2, 6, 6], [4, 4, 8, 8]])
+    assert box_psnr_db(a, b, boxes) == pytest.approx(psnr_db(a, a))
+    b[1, 5, 5] = 255  # one of 2 x 16 x 3 box values, all channels
+    expected = 10 * np.log10(255.0**2 / (3 * 255.0**2 / (2 * 16 * 3)))
+    assert box_psnr_db(a, b, boxes) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="boxes"):
+        box_psnr_db(a, b, boxes[:1])
+
+
+def test_bench_quality_ladder_has_every_rung_and_real_ordering(micro_checkpoint, monkeypatch):
     from lpm_npc.bench import quality
 
     monkeypatch.setitem(quality.QUALITY_SUITES, "micro", MICRO_SUITE)
     report = quality.run_quality(micro_checkpoint, "micro")
     data = dataclasses.asdict(report)
+    json.dumps(data)  # the report is JSON-ready
     expected = {
         "lipsync_corr_babble", "lipsync_corr_tts", "listen_reaction_ratio", "identity_psnr_db",
-        "identity_drift_db", "text_control_acc", "student_teacher_gap_db", "single_ref_drift_db",
-        "no_listen_reaction_ratio", "lipsync_corr_babble_truth", "listen_reaction_ratio_truth",
-        "text_control_acc_truth",
+        "mouth_psnr_db", "identity_drift_db", "text_control_acc", "student_teacher_gap_db",
+        "single_ref_drift_db", "no_listen_reaction_ratio", "lipsync_corr_babble_truth",
+        "listen_reaction_ratio_truth", "text_control_acc_truth",
     }  # fmt: skip
     assert expected <= set(data)
     for key in expected:
         assert isinstance(data[key], float) and math.isfinite(data[key]), key
+    rungs = report.rungs
+    assert list(rungs) == list(quality.RUNGS) == ["truth", "vae", "teacher", "student"]
+    for name, metrics in rungs.items():
+        assert list(metrics) == list(quality.RUNG_METRICS), name
+    # Top-level keys are the student's rung.
+    for key in quality.RUNG_METRICS:
+        assert data[key] == rungs["student"][key], key
+    truth, vae, teacher, student = (rungs[k] for k in quality.RUNGS)
+    # Truth scores itself: the PSNR cap, no drift; the VAE round trip loses something.
+    assert truth["identity_psnr_db"] > 100 and truth["mouth_psnr_db"] > 100
+    assert truth["identity_drift_db"] == 0.0
+    assert vae["identity_psnr_db"] < truth["identity_psnr_db"]
+    assert vae["mouth_psnr_db"] < truth["mouth_psnr_db"]
+    # Random weights draw nothing like the character.
+    assert student["identity_psnr_db"] < vae["identity_psnr_db"]
+    assert teacher["identity_psnr_db"] < vae["identity_psnr_db"]
+    assert report.student_teacher_gap_db == pytest.approx(
+        teacher["identity_psnr_db"] - student["identity_psnr_db"]
+    )
+    assert report.lipsync_corr_babble_truth == truth["lipsync_corr_babble"]
+    # Metrics a rung cannot apply are None, not numbers.
+    for name in ("truth", "vae", "teacher"):
+        assert rungs[name]["single_ref_drift_db"] is None, name
+    assert teacher["identity_drift_db"] is None and teacher["no_listen_reaction_ratio"] is None
+    for name, metrics in rungs.items():
+        for key, value in metrics.items():
+            if value is not None:
+                assert math.isfinite(value), (name, key)
     assert 0.0 <= report.text_control_acc <= 1.0 and report.listen_reaction_ratio > 0
     assert any("horizon" in note for note in report.notes)
     with pytest.raises(ValueError, match="suite"):
         quality.run_quality(micro_checkpoint, "huge")
+
+
+def test_teacher_rung_is_empty_with_a_note_without_teacher_weights(micro_checkpoint, tmp_path):
+    from lpm_npc.bench.quality import teacher_frames
+    from lpm_npc.engine.generator import StreamingGenerator
+
+    generator = StreamingGenerator.from_checkpoint(micro_checkpoint)
+    notes: list[str] = []
+    frames = teacher_frames(generator, tmp_path, cases=None, s=MICRO_SUITE, notes=notes)
+    assert frames.conv is None and frames.text is None
+    assert notes and "teacher.safetensors" in notes[0]
 
 
 def _cli(*args) -> subprocess.CompletedProcess:
@@ -151,3 +211,19 @@ def test_render_and_judge_clis(micro_checkpoint, tmp_path):
     bad = _cli("render", "--character", str(tmp_path / "sheet"), "--speak", str(tmp_path / "no.wav"),
                "--out", str(tmp_path / "x.mp4"), "--checkpoint", str(micro_checkpoint))  # fmt: skip
     assert bad.returncode == 2 and "no.wav" in bad.stderr
+
+
+def test_judge_calibrate_cli(micro_checkpoint):
+    out = _cli(
+        "judge", "--calibrate", "--json", "--checkpoint", str(micro_checkpoint),
+        "--characters", "1", "--seconds", "2", "--text-seconds", "1",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    for name in ("jaw_open", "head_pitch", "head_yaw", "blink", "brow_raise"):
+        assert set(result["channels"][name]) == {"truth_r", "vae_r"}
+    assert result["cases"][0]["character_seed"] >= 1_000_000
+    assert 0.0 <= result["expression"]["truth_acc"] <= 1.0
+    assert set(result["goals_met"]) >= {"jaw_open", "expression", "jaw_open_vae"}
+    bad = _cli("judge", "--calibrate", "--checkpoint", str(micro_checkpoint), "--characters", "0")
+    assert bad.returncode == 2 and "--characters" in bad.stderr

@@ -2,6 +2,7 @@
 
 - `pearson(a, b)`: correlation, 0 when either side is constant (no signal is no sync).
 - `psnr_db(a, b)`: PSNR of uint8 frames, peak 255, over all pixels.
+- `box_psnr_db(a, b, boxes)`: the same over the pixels inside each frame's box (x0, y0, x1, y1).
 - `event_onsets(x, threshold, fps, ...)`: rising edges of x above its running median + threshold,
   at least `refractory_s` apart (a nod = head_pitch dipping down, a brow raise = brow_raise up).
 - `segment_mask(turns, speaker, n_frames, fps)`: frames inside a speaker's turns.
@@ -31,6 +32,24 @@ def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
         raise ValueError(f"psnr: shapes differ {a.shape} vs {b.shape}")
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float(10.0 * np.log10(255.0**2 / max(mse, 1e-10)))
+
+
+def box_psnr_db(a: np.ndarray, b: np.ndarray, boxes: np.ndarray) -> float:
+    """PSNR (peak 255) of uint8 frames (T, H, W, C) over the pixels of each frame's box (T, 4),
+    x1 / y1 exclusive; the squared errors of all boxes are pooled before the log."""
+    if a.shape != b.shape:
+        raise ValueError(f"box_psnr: shapes differ {a.shape} vs {b.shape}")
+    boxes = np.asarray(boxes)
+    if boxes.shape != (len(a), 4):
+        raise ValueError(f"box_psnr: boxes must be ({len(a)}, 4), got {boxes.shape}")
+    total, count = 0.0, 0
+    for frame_a, frame_b, (x0, y0, x1, y1) in zip(a, b, boxes):
+        diff = frame_a[y0:y1, x0:x1].astype(np.float64) - frame_b[y0:y1, x0:x1].astype(np.float64)
+        total += float(np.sum(diff**2))
+        count += diff.size
+    if count == 0:
+        raise ValueError("box_psnr: every box is empty")
+    return float(10.0 * np.log10(255.0**2 / max(total / count, 1e-10)))
 
 
 def event_onsets(

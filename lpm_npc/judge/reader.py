@@ -1,7 +1,8 @@
 """Reading frames with a trained judge: `load_judge(dir)` -> `Judge`, `Judge.read(frames)` -> `JudgeReading`.
 
-The judge weights live beside the generator weights as `judge.safetensors` (metadata: image_size,
-width) in a checkpoint directory. Reported per-frame channels (physical units of SCALAR_RANGES):
+The judge weights live beside the generator weights as `judge.safetensors` in a checkpoint
+directory (metadata: arch, image_size, width, crop_size; the loader reads the shapes off the
+tensors, and files of the first, one-stream architecture load as `judge.net_legacy`). Reported per-frame channels (physical units of SCALAR_RANGES):
 - `jaw_open` [0, 1]; `blink` = mean of blink_left/right [0, 1] (1 = closed); `brow_raise` [0, 1];
 - `head_pitch` degrees (+ = nod down); `head_yaw` degrees;
 - `smile` = expression probability of "smile" + "laugh" [0, 1];
@@ -12,6 +13,7 @@ This module does not train the judge and does not decode video files (callers pa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +23,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from lpm_npc.judge.net import SCALAR_NAMES, JudgeNet, denormalise, frames_to_input
+from lpm_npc.judge.net_legacy import LegacyJudgeNet
 from lpm_npc.synth.motion import EXPRESSIONS
 
 JUDGE_FILE = "judge.safetensors"
+ARCH = "two_stream"  # `arch` metadata of files written by `save_judge` for `JudgeNet`
 READ_FIELDS: tuple[str, ...] = (
     "jaw_open",
     "blink",
@@ -61,9 +65,15 @@ class JudgeReading:
 
 def save_judge(path: Path, net: JudgeNet, state: dict[str, torch.Tensor] | None = None) -> None:
     """Write judge weights (fp32 state or the given state dict) with their shape metadata."""
+    if not isinstance(net, JudgeNet):
+        raise TypeError(f"save_judge writes JudgeNet weights, got {type(net).__name__}")
     tensors = {k: v.detach().cpu().contiguous() for k, v in (state or net.state_dict()).items()}
-    width = int(net.features[0][0].out_channels)
-    meta = {"image_size": str(net.image_size), "width": str(width)}
+    meta = {
+        "arch": ARCH,
+        "image_size": str(net.image_size),
+        "width": str(net.width),
+        "crop_size": str(net.crop_size),
+    }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
 
@@ -71,7 +81,7 @@ def save_judge(path: Path, net: JudgeNet, state: dict[str, torch.Tensor] | None 
 class Judge:
     """A loaded judge on a device, reading uint8 frames in batches."""
 
-    def __init__(self, net: JudgeNet, device: str | torch.device = "cpu") -> None:
+    def __init__(self, net: JudgeNet | LegacyJudgeNet, device: str | torch.device = "cpu") -> None:
         self.net = net.to(device).eval()
         self.device = torch.device(device)
 
@@ -86,7 +96,7 @@ class Judge:
         scalars_out, probs_out = [], []
         for start in range(0, len(frames), batch_size):
             x = frames_to_input(frames[start : start + batch_size], self.net.image_size)
-            scalars, logits = self.net(x.to(self.device))
+            scalars, logits, _ = self.net(x.to(self.device))
             scalars_out.append(scalars.float().cpu().numpy())
             probs_out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
         if not scalars_out:
@@ -109,8 +119,26 @@ class Judge:
         )
 
 
+def net_for_state(state: dict[str, torch.Tensor]) -> JudgeNet | LegacyJudgeNet:
+    """An empty net shaped for a judge state dict (shapes are read off the tensors, so a stage's
+    bare `final.safetensors` loads as well as an exported `judge.safetensors`)."""
+    if "coarse.0.0.weight" in state:
+        width = int(state["coarse.0.0.weight"].shape[0])
+        channels = 4 * width  # the last stage of both streams has 4 x width channels
+        coarse_cells = int(state["coarse_trunk.1.weight"].shape[1]) // channels
+        face_cells = int(state["face_trunk.1.weight"].shape[1]) // channels
+        image_size = 32 * round(math.sqrt(coarse_cells))
+        crop_size = 32 * round(math.sqrt(face_cells))
+        return JudgeNet(image_size=image_size, width=width, crop_size=crop_size)
+    if "features.0.0.weight" in state:
+        width = int(state["features.0.0.weight"].shape[0])
+        cells = int(state["trunk.1.weight"].shape[1]) // (4 * width)
+        return LegacyJudgeNet(image_size=32 * round(math.sqrt(cells)), width=width)
+    raise ValueError(f"not a judge state dict (keys: {sorted(state)[:4]} ...)")
+
+
 def load_judge(checkpoint_dir: Path | str, device: str | torch.device = "cpu") -> Judge:
-    """Load `<checkpoint_dir>/judge.safetensors` (or a direct path to the file)."""
+    """Load `<checkpoint_dir>/judge.safetensors` (or a direct path to a judge safetensors)."""
     path = Path(checkpoint_dir)
     if path.is_dir():
         path = path / JUDGE_FILE
@@ -119,8 +147,13 @@ def load_judge(checkpoint_dir: Path | str, device: str | torch.device = "cpu") -
             f"no judge weights at {path} (train them: lpm-npc train --stage judge)"
         )
     with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
-    net = JudgeNet(image_size=int(meta.get("image_size", 128)), width=int(meta.get("width", 32)))
+        arch = (handle.metadata() or {}).get("arch")
+    if arch not in (None, ARCH):
+        raise ValueError(f"{path}: unknown judge arch {arch!r} (this version reads {ARCH!r})")
     state = {k: v.float() for k, v in load_file(str(path)).items()}
+    try:
+        net = net_for_state(state)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
     net.load_state_dict(state)
     return Judge(net, device)
