@@ -158,28 +158,6 @@ PRESETS: dict[str, ModelConfig] = {
         time_freq_dim=64,
         spatial_position_embedding=True,
     ),
-    # "test" shrunk further (~0.2M parameters, 32 px frames, a few ms per chunk): the daemon's
-    # tests and `lpm-npc bench serve --preset test-tiny` (random weights).
-    "test-tiny": ModelConfig(
-        name="test-tiny",
-        image_size=32,
-        latent_channels=4,
-        vae_channels=(8, 8, 8, 8),
-        history_chunks=2,
-        max_references=4,
-        dim=32,
-        n_layers=2,
-        n_heads=2,
-        ffn_dim=64,
-        refiner_layers=1,
-        audio_dim=32,
-        n_audio_tokens=2,
-        text_dim=32,
-        text_max_tokens=8,
-        text_vocab=256,
-        time_freq_dim=64,
-        spatial_position_embedding=True,
-    ),
     "lpm-17b": ModelConfig(
         name="lpm-17b",
         image_size=512,
@@ -200,6 +178,18 @@ PRESETS: dict[str, ModelConfig] = {
     ),
 }
 
+
+# "test" shrunk further (~0.2M parameters, 32 px frames, a few ms per chunk): the daemon's tests
+# and `lpm-npc bench serve --preset test-tiny` (random weights).
+PRESETS["test-tiny"] = PRESETS["test"].with_overrides(
+    name="test-tiny",
+    image_size=32,
+    vae_channels=(8, 8, 8, 8),
+    dim=32,
+    n_layers=2,
+    ffn_dim=64,
+    refiner_layers=1,
+)
 
 # --- training recipe (lpm_npc/train) -------------------------------------------------------------
 TRAIN_STAGES: tuple[str, ...] = ("vae", "judge", "base", "causal", "ode", "rollout", "refiner")

@@ -20,7 +20,6 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from lpm_npc.kernels import dispatch  # noqa: E402
 from lpm_npc.kernels import streaming_attention as sa  # noqa: E402
-from lpm_npc.kernels.streaming_rope import StreamingRope  # noqa: E402
 
 from lpm_npc.config import ModelConfig  # noqa: E402
 from lpm_npc.model.attention import SelfAttention, merge_heads  # noqa: E402
@@ -48,41 +47,8 @@ def report(label: str, out: torch.Tensor, ref: torch.Tensor) -> tuple[float, flo
 
 
 def streaming_keys(model: Backbone, refs, history, refs_keep, batch: int) -> sa.StreamingKeys:
-    """What the backbone wiring builds once per `forward_chunk` (see docs/perf.md)."""
-    cfg = model.cfg
-    rope = StreamingRope.build(
-        model.rope, model.grid, cfg.chunk_latent_frames, cfg.reference_offset,
-        cfg.history_chunks, "cpu",
-    )  # fmt: skip
-    with_refs = refs is not None and refs.tokens > 0
-    with_history = history is not None and history.tokens > 0
-    references: dict = {}
-    if with_refs and isinstance(refs, ReferenceBatch):  # per character, read in place
-        references = {
-            "reference_keys": [c.keys for c in refs.caches],
-            "reference_values": [c.values for c in refs.caches],
-            "reference_keep": refs_keep,
-            "prepared_references": refs.prepared,  # torch path: references roped once a step
-        }
-    elif with_refs:  # self-rollout training: per layer (B, H, Kr, D) + a validity bias
-        bias = refs.key_bias()
-        layers = [refs.keys_values(i) for i in range(model.n_layers)]
-        references = {
-            "batched_reference_keys": [k for k, _ in layers],
-            "batched_reference_values": [v for _, v in layers],
-            "reference_keep": refs_keep,
-            "prepared_references": refs.prepared,  # torch path: references roped once a step
-            "reference_mask": None if bias is None else bias[:, 0, 0] == 0,
-        }
-    return sa.StreamingKeys.build(
-        rope,
-        batch,
-        **references,
-        history_keys=[r.keys for r in history.rings] if with_history else (),
-        history_values=[r.values for r in history.rings] if with_history else (),
-        history_slots=[r.length for r in history.rings] if with_history else None,
-        chunks_back=history.chunks_back() if with_history else None,
-    )
+    """What the backbone builds once per `forward_chunk` (see docs/perf.md)."""
+    return model._streaming_keys(refs, history, refs_keep, batch, torch.device("cpu"))
 
 
 def make_session_inputs(cfg: ModelConfig, frames: int, n_refs: int, seed: int):

@@ -307,12 +307,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
     if not 0.5 <= args.seconds <= 600:
         raise UserError(f"--seconds must be in [0.5, 600], got {args.seconds}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {args.threads}")
-        import torch
+    from lpm_npc.bench.threads import set_torch_threads
 
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     report = bench_serve(
         sessions=args.sessions,
         seconds=args.seconds,

@@ -218,12 +218,9 @@ def run_soak(args: argparse.Namespace) -> int:
         raise UserError(f"--minutes must be in (0, 1440], got {args.minutes}")
     if not 0.5 <= args.utterance_seconds <= 60:
         raise UserError(f"--utterance-seconds must be in [0.5, 60], got {args.utterance_seconds}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {args.threads}")
-        import torch
+    from lpm_npc.bench.threads import set_torch_threads
 
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     report = bench_soak(
         sessions=args.sessions,
         minutes=args.minutes,

@@ -80,10 +80,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--port must be in [0, 65535], got {args.port}")
     if args.max_sessions is not None and args.max_sessions < 1:
         raise UserError(f"--max-sessions must be >= 1, got {args.max_sessions}")
-    if args.threads:
-        import torch
+    from lpm_npc.bench.threads import set_torch_threads
 
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads or None)
     config = ServeConfig(
         measure_capacity=not args.no_measure_capacity, drop_lag_chunks=SERVE_DROP_LAG_CHUNKS
     )

@@ -291,20 +291,13 @@ def model_inputs(
     )
 
 
-def region_weights(batch: TrainBatch, cfg, train: TrainConfig | None) -> Tensor | None:
-    """(B, Tl, h, w) loss weights: 1 everywhere, + mouth / eye weight on the latent cells their
-    boxes touch in any frame of the latent group, renormalised to mean 1 per latent frame."""
-    if batch.boxes is None or train is None:
-        return None
-    if train.mouth_loss_weight <= 0 and train.eyes_loss_weight <= 0:
-        return None
+def box_weights(boxes: Tensor, side: int, stride: int, train: TrainConfig) -> Tensor:
+    """(B, T, side, side) weights on a grid of `stride`-px cells: 1 everywhere, + the recipe's mouth
+    / eye weight on every cell their boxes (B, T, 3, 4) px touch (not normalised)."""
     from lpm_npc.train.latent_data import BOX_REGIONS
 
-    boxes = batch.boxes  # (B, T, 3, 4) px
-    b, n_frames = boxes.shape[:2]
-    stride, side = cfg.spatial_stride, cfg.latent_size
     cells = torch.arange(side, device=boxes.device)
-    weight = torch.ones(b, n_frames, side, side, device=boxes.device)
+    weight = torch.ones(*boxes.shape[:2], side, side, device=boxes.device)
     for region, extra in (("mouth", train.mouth_loss_weight), ("eyes", train.eyes_loss_weight)):
         box = boxes[:, :, BOX_REGIONS.index(region)]  # (B, T, 4)
         lo = torch.div(box[..., :2], stride, rounding_mode="floor")  # first cell touched
@@ -312,6 +305,18 @@ def region_weights(batch: TrainBatch, cfg, train: TrainConfig | None) -> Tensor 
         in_x = (cells >= lo[..., 0:1]) & (cells < hi[..., 0:1])  # (B, T, w)
         in_y = (cells >= lo[..., 1:2]) & (cells < hi[..., 1:2])  # (B, T, h)
         weight = weight + extra * (in_y[..., :, None] & in_x[..., None, :]).float()
+    return weight
+
+
+def region_weights(batch: TrainBatch, cfg, train: TrainConfig | None) -> Tensor | None:
+    """(B, Tl, h, w) loss weights: 1 everywhere, + mouth / eye weight on the latent cells their
+    boxes touch in any frame of the latent group, renormalised to mean 1 per latent frame."""
+    if batch.boxes is None or train is None:
+        return None
+    if train.mouth_loss_weight <= 0 and train.eyes_loss_weight <= 0:
+        return None
+    weight = box_weights(batch.boxes, cfg.latent_size, cfg.spatial_stride, train)
+    n_frames = weight.shape[1]
     groups = weight.unflatten(1, (n_frames // cfg.temporal_stride, cfg.temporal_stride))
     latent = groups.amax(dim=2)  # a cell counts if the region touched it in any frame of the group
     return latent / latent.mean(dim=(2, 3), keepdim=True)

@@ -35,16 +35,9 @@ def pixel_weights(batch: TrainBatch, size: int, train) -> torch.Tensor | None:
     """(B, T, H, W) weights: 1, + the recipe's mouth / eye weights inside their boxes; mean 1."""
     if batch.boxes is None or train is None:
         return None
-    from lpm_npc.train.latent_data import BOX_REGIONS
+    from lpm_npc.train.batch import box_weights
 
-    boxes = batch.boxes
-    pix = torch.arange(size, device=boxes.device)
-    weight = torch.ones(*boxes.shape[:2], size, size, device=boxes.device)
-    for region, extra in (("mouth", train.mouth_loss_weight), ("eyes", train.eyes_loss_weight)):
-        box = boxes[:, :, BOX_REGIONS.index(region)]
-        in_x = (pix >= box[..., 0:1]) & (pix < box[..., 2:3])
-        in_y = (pix >= box[..., 1:2]) & (pix < box[..., 3:4])
-        weight = weight + extra * (in_y[..., :, None] & in_x[..., None, :]).float()
+    weight = box_weights(batch.boxes, size, 1, train)
     return weight / weight.mean(dim=(2, 3), keepdim=True)
 
 
