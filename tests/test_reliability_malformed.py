@@ -62,6 +62,7 @@ def test_every_method_answers_undecodable_bytes_with_invalid_argument(server):
         # Reflection must have found ours, health and itself, else this test would prove little.
         assert {
             "/lpm_npc.v1.Sessions/Converse",
+            "/lpm_npc.v1.Sessions/GetServerStatus",
             "/lpm_npc.v1.Characters/RegisterCharacter",
             "/grpc.health.v1.Health/Check",
         } <= paths

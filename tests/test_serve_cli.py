@@ -113,6 +113,10 @@ def test_demo_writes_video_and_contact_sheet(tmp_path: Path, capsys) -> None:
     assert (tmp_path / "demo.mp4").stat().st_size > 0 and (tmp_path / "contact_sheet.png").exists()
     assert any(p["interrupted"] for p in summary["playback"])
     assert summary["wall_seconds"] < 180
+    assert summary["truth_vs_generated"] == str(tmp_path / "truth_vs_generated.png")
+    assert (tmp_path / "truth_vs_generated.png").exists()
+    kinds = [m["kind"] for m in summary["truth_moments"]]
+    assert all(kinds.count(k) == 2 for k in ("speaking", "listening", "idle"))
 
 
 def test_bench_serve_reports_every_session_count(capsys) -> None:

@@ -1,7 +1,8 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -35,6 +36,13 @@ class AudioEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AUDIO_ENCODING_UNSPECIFIED: _ClassVar[AudioEncoding]
     AUDIO_ENCODING_PCM16: _ClassVar[AudioEncoding]
     AUDIO_ENCODING_FLOAT32: _ClassVar[AudioEncoding]
+
+class ServingState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SERVING_STATE_UNSPECIFIED: _ClassVar[ServingState]
+    SERVING_STATE_SERVING: _ClassVar[ServingState]
+    SERVING_STATE_DEGRADED: _ClassVar[ServingState]
+    SERVING_STATE_DRAINING: _ClassVar[ServingState]
 DELIVERY_UNSPECIFIED: Delivery
 DELIVERY_INLINE: Delivery
 DELIVERY_SHM: Delivery
@@ -50,6 +58,10 @@ TRACK_LISTEN: Track
 AUDIO_ENCODING_UNSPECIFIED: AudioEncoding
 AUDIO_ENCODING_PCM16: AudioEncoding
 AUDIO_ENCODING_FLOAT32: AudioEncoding
+SERVING_STATE_UNSPECIFIED: ServingState
+SERVING_STATE_SERVING: ServingState
+SERVING_STATE_DEGRADED: ServingState
+SERVING_STATE_DRAINING: ServingState
 
 class OpenSessionRequest(_message.Message):
     __slots__ = ("character", "width", "height", "fps", "delivery", "seed", "prompt", "idle_policy", "shm_slots", "inline_format", "record_trace")
@@ -284,3 +296,55 @@ class ServerEvent(_message.Message):
     playback_finished: PlaybackFinished
     status: Status
     def __init__(self, header: _Optional[_Union[ConverseStarted, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., playback_started: _Optional[_Union[PlaybackStarted, _Mapping]] = ..., playback_finished: _Optional[_Union[PlaybackFinished, _Mapping]] = ..., status: _Optional[_Union[Status, _Mapping]] = ...) -> None: ...
+
+class GetServerStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BatchStepTime(_message.Message):
+    __slots__ = ("sessions", "step_ms")
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    STEP_MS_FIELD_NUMBER: _ClassVar[int]
+    sessions: int
+    step_ms: float
+    def __init__(self, sessions: _Optional[int] = ..., step_ms: _Optional[float] = ...) -> None: ...
+
+class ServerStatus(_message.Message):
+    __slots__ = ("state", "degraded_reason", "capacity_sessions", "capacity_source", "session_limit", "max_sessions", "open_sessions", "active_sessions", "attached_sessions", "detached_sessions", "model", "checkpoint_sha256", "step_times", "chunk_ms", "headroom", "version", "uptime_s", "rtf")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_REASON_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MAX_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    ATTACHED_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    DETACHED_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    STEP_TIMES_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_MS_FIELD_NUMBER: _ClassVar[int]
+    HEADROOM_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_S_FIELD_NUMBER: _ClassVar[int]
+    RTF_FIELD_NUMBER: _ClassVar[int]
+    state: ServingState
+    degraded_reason: str
+    capacity_sessions: int
+    capacity_source: str
+    session_limit: int
+    max_sessions: int
+    open_sessions: int
+    active_sessions: int
+    attached_sessions: int
+    detached_sessions: int
+    model: str
+    checkpoint_sha256: str
+    step_times: _containers.RepeatedCompositeFieldContainer[BatchStepTime]
+    chunk_ms: float
+    headroom: float
+    version: str
+    uptime_s: float
+    rtf: float
+    def __init__(self, state: _Optional[_Union[ServingState, str]] = ..., degraded_reason: _Optional[str] = ..., capacity_sessions: _Optional[int] = ..., capacity_source: _Optional[str] = ..., session_limit: _Optional[int] = ..., max_sessions: _Optional[int] = ..., open_sessions: _Optional[int] = ..., active_sessions: _Optional[int] = ..., attached_sessions: _Optional[int] = ..., detached_sessions: _Optional[int] = ..., model: _Optional[str] = ..., checkpoint_sha256: _Optional[str] = ..., step_times: _Optional[_Iterable[_Union[BatchStepTime, _Mapping]]] = ..., chunk_ms: _Optional[float] = ..., headroom: _Optional[float] = ..., version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., rtf: _Optional[float] = ...) -> None: ...

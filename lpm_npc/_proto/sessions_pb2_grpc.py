@@ -49,6 +49,11 @@ class SessionsStub:
                 request_serializer=lpm__npc_dot_v1_dot_sessions__pb2.CloseSessionRequest.SerializeToString,
                 response_deserializer=lpm__npc_dot_v1_dot_sessions__pb2.CloseSessionResponse.FromString,
                 _registered_method=True)
+        self.GetServerStatus = channel.unary_unary(
+                '/lpm_npc.v1.Sessions/GetServerStatus',
+                request_serializer=lpm__npc_dot_v1_dot_sessions__pb2.GetServerStatusRequest.SerializeToString,
+                response_deserializer=lpm__npc_dot_v1_dot_sessions__pb2.ServerStatus.FromString,
+                _registered_method=True)
 
 
 class SessionsServicer:
@@ -84,6 +89,16 @@ class SessionsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetServerStatus(self, request, context):
+        """What the daemon can take now: serving state, capacity (measured at start or configured),
+        session counts, the model served, and the step times the capacity was decided from. Needs
+        the token like every other method (only grpc.health.v1.Health is exempt); cheap (no
+        generator call), so an orchestrator may poll it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -101,6 +116,11 @@ def add_SessionsServicer_to_server(servicer, server):
                     servicer.CloseSession,
                     request_deserializer=lpm__npc_dot_v1_dot_sessions__pb2.CloseSessionRequest.FromString,
                     response_serializer=lpm__npc_dot_v1_dot_sessions__pb2.CloseSessionResponse.SerializeToString,
+            ),
+            'GetServerStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServerStatus,
+                    request_deserializer=lpm__npc_dot_v1_dot_sessions__pb2.GetServerStatusRequest.FromString,
+                    response_serializer=lpm__npc_dot_v1_dot_sessions__pb2.ServerStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -184,6 +204,33 @@ class Sessions:
             '/lpm_npc.v1.Sessions/CloseSession',
             lpm__npc_dot_v1_dot_sessions__pb2.CloseSessionRequest.SerializeToString,
             lpm__npc_dot_v1_dot_sessions__pb2.CloseSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServerStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lpm_npc.v1.Sessions/GetServerStatus',
+            lpm__npc_dot_v1_dot_sessions__pb2.GetServerStatusRequest.SerializeToString,
+            lpm__npc_dot_v1_dot_sessions__pb2.ServerStatus.FromString,
             options,
             channel_credentials,
             insecure,

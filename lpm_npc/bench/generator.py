@@ -8,7 +8,13 @@
 - `bench_generator(...)`: runs a real session for N seconds of media and reports the real-time
   factor (compute time / media time), first-frame latency (open + first chunk), fps, MFU (achieved
   FLOP/s of the measured step FLOPs / a matmul's FLOP/s in the model's dtype measured in the same
-  run) and RSS growth.
+  run) and RSS growth. `backend` (`onnx.backend.BackendChoice`) picks the generator; with
+  onnxruntime, eager torch (the same CPU fp32 weights, moved to `device`) steps its own session of
+  the same character, prompt, seed and audio in the same run, interleaved chunk by chunk
+  (`onnx.bench.interleaved_steps`), and the result adds `onnxruntime_vs_torch` (median chunk
+  throughput ratio, > 1 = onnxruntime faster) and `psnr_vs_torch_db` (lowest per-chunk PSNR of
+  the two backends' frames). FLOPs and MFU of an onnxruntime run count the torch step's FLOPs
+  (the same work); RSS growth then covers both sessions. No frames are kept while measuring.
 """
 
 from __future__ import annotations
@@ -137,6 +143,15 @@ class GeneratorBench:
     peak_gflops: float  # square matmul in the model's dtype, measured in this run
     mfu: float  # achieved / peak
     rss_growth_mb: float  # RSS after the run minus after the first chunk
+    backend: str = "torch"  # torch | onnxruntime
+    # onnxruntime only (None otherwise; as_dict leaves them out):
+    providers: tuple[str, ...] | None = None  # execution providers of the sessions
+    ort_threads: int | None = None  # --ort-threads (0 = onnxruntime's default)
+    ort_decoder: str | None = None  # fp32 | int8 | fp16
+    export_dir: str | None = None
+    torch_chunk_ms_mean: float | None = None  # the interleaved eager-torch session
+    onnxruntime_vs_torch: float | None = None  # median chunk throughput ratio (> 1 = faster)
+    psnr_vs_torch_db: float | None = None  # lowest per-chunk PSNR of the two backends' frames
 
 
 def _bench_character(generator, cfg: ModelConfig):
@@ -144,7 +159,8 @@ def _bench_character(generator, cfg: ModelConfig):
     from lpm_npc.synth.character import CharacterSpec
     from lpm_npc.synth.sheet import render_sheet, sheet_to_array
 
-    sheet = render_sheet(CharacterSpec.from_seed(1), cfg.image_size)
+    # The renderer draws sheets of 64 px and more; smaller models get it resized.
+    sheet = render_sheet(CharacterSpec.from_seed(1), max(cfg.image_size, 64))
     images, roles = sheet_to_array(sheet, cfg.image_size)
     return generator.prepare(images, roles, name=sheet.name)
 
@@ -166,26 +182,36 @@ def bench_generator(
     size: int | None = None,
     device: str = "cpu",
     progress: bool = True,
+    backend=None,
 ) -> GeneratorBench:
+    """Run the benchmark (see the module docstring); backend: a `BackendChoice` (None = torch)."""
     from torch.utils.flop_counter import FlopCounterMode
     from tqdm import tqdm
 
-    from lpm_npc.engine.generator import StreamingGenerator
     from lpm_npc.engine.weights import checkpoint_exists, default_checkpoint_dir
+    from lpm_npc.onnx.backend import BackendChoice, make_generator
+    from lpm_npc.onnx.bench import interleaved_steps, psnr, throughput_ratio
 
     if dtype not in ("fp32", "bf16"):
         raise ValueError(f"dtype must be fp32 or bf16, got {dtype!r}")
+    choice = backend or BackendChoice()
+    choice.check(device=device, compile=compile, dtype=dtype)
     if threads is not None:
         torch.set_num_threads(threads)
     directory = Path(checkpoint) if checkpoint is not None else default_checkpoint_dir()
     found = checkpoint_exists(directory)
     torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
-    generator = StreamingGenerator.from_checkpoint(
-        directory, random_weights=not found, preset=preset, device=device, dtype=torch_dtype
+    generator = make_generator(
+        choice,
+        checkpoint=directory,
+        random_weights=not found,
+        preset=preset,
+        device=device,
+        dtype=dtype,
+        compile=compile,
     )
     cfg, model = generator.cfg, generator.model
-    if compile:
-        generator.compile()
+    onnx = choice.backend == "onnxruntime"
     start = time.perf_counter()
     character = _bench_character(generator, cfg)
     prepare_ms = (time.perf_counter() - start) * 1000
@@ -202,21 +228,52 @@ def bench_generator(
     state = generator.open(character, prompt="cheerful", seed=0, size=size)
     generator.step([state], [chunk(0)])
     first_frame_ms = (time.perf_counter() - start) * 1000
+    runs = {"main": (generator, state, None)}
+    counted = generator
+    if onnx:  # eager torch on the same weights, same character, prompt, seed and audio
+        import copy
+
+        from lpm_npc.engine.generator import StreamingGenerator
+
+        baseline = StreamingGenerator(cfg, copy.deepcopy(model).to(device))
+        base_state = baseline.open(_bench_character(baseline, cfg), prompt="cheerful", size=size)
+        baseline.step([base_state], [chunk(0)])
+        runs["torch"] = (baseline, base_state, None)
+        counted = baseline  # onnxruntime's work is invisible to the flop counter
     with FlopCounterMode(display=False) as counter:
-        generator.step([state], [chunk(1)])
+        counted.step([runs["torch" if onnx else "main"][1]], [chunk(1)])
     step_flops = counter.get_total_flops()
+    if onnx:
+        generator.step([state], [chunk(1)])
     rss0 = rss_mb()
-    times = []
-    for k in tqdm(range(2, n_chunks + 2), disable=not progress, desc="chunks", file=None):
-        audio = chunk(k)
-        t0 = time.perf_counter()
-        generator.step([state], [audio])
-        times.append(time.perf_counter() - t0)
+    psnrs: list[float] = []  # per chunk, onnxruntime vs torch; frames are not kept (RSS)
+
+    def measured(frames: dict[str, np.ndarray]) -> None:
+        if onnx:
+            psnrs.append(psnr(frames["main"], frames["torch"]))
+        bar.update(1)
+
+    with tqdm(total=n_chunks, disable=not progress, desc="chunks", file=None) as bar:
+        times, _ = interleaved_steps(
+            runs, lambda k: chunk(k + 2), chunks=n_chunks, keep_frames=False, on_chunk=measured
+        )
     rss_growth = rss_mb() - rss0
-    compute = float(np.sum(times))
-    media = len(times) * per / SAMPLE_RATE
+    main = times["main"]
+    compute = float(np.sum(main))
+    media = len(main) * per / SAMPLE_RATE
     peak = measure_matmul_gflops(torch_dtype, device)
-    achieved = step_flops * len(times) / compute / 1e9
+    achieved = step_flops * len(main) / compute / 1e9
+    extra = {}
+    if onnx:
+        extra = {
+            "providers": tuple(generator.providers),
+            "ort_threads": choice.ort_threads,
+            "ort_decoder": choice.ort_decoder,
+            "export_dir": str(getattr(generator, "export_dir", "")),
+            "torch_chunk_ms_mean": 1000 * float(np.mean(times["torch"])),
+            "onnxruntime_vs_torch": throughput_ratio(main, times["torch"]),
+            "psnr_vs_torch_db": round(min(psnrs), 2),
+        }
     return GeneratorBench(
         preset=cfg.name,
         checkpoint=str(directory) if found else "random",
@@ -227,21 +284,24 @@ def bench_generator(
         size=state.size,
         params=sum(p.numel() for p in model.parameters()),
         seconds=media,
-        chunks=len(times),
+        chunks=len(main),
         rtf=compute / media,
         first_frame_ms=first_frame_ms,
         prepare_ms=prepare_ms,
-        chunk_ms_mean=1000 * compute / len(times),
-        chunk_ms_p95=1000 * float(np.percentile(times, 95)),
-        fps=len(times) * cfg.frames_per_chunk / compute,
+        chunk_ms_mean=1000 * compute / len(main),
+        chunk_ms_p95=1000 * float(np.percentile(main, 95)),
+        fps=len(main) * cfg.frames_per_chunk / compute,
         flops_per_chunk=int(step_flops),
         flops_per_chunk_transformer=chunk_flops(cfg, len(character.roles)),
         achieved_gflops=achieved,
         peak_gflops=peak,
         mfu=achieved / peak,
         rss_growth_mb=rss_growth,
+        backend=choice.backend,
+        **extra,
     )
 
 
 def as_dict(result: GeneratorBench) -> dict:
-    return asdict(result)
+    """The result as a flat dict; the onnxruntime-only fields are left out of a torch run."""
+    return {key: value for key, value in asdict(result).items() if value is not None}

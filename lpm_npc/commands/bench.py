@@ -1,4 +1,9 @@
-"""`lpm-npc bench ...`: performance benchmarks; one small function per subcommand."""
+"""`lpm-npc bench ...`: performance benchmarks; one small function per subcommand.
+
+`bench generator` takes the backend flags of `lpm_npc.onnx.backend` (`--backend torch|onnxruntime`,
+`--onnx-export`, `--ort-threads`, `--ort-decoder`); with onnxruntime it also steps eager torch in
+the same run and reports `onnxruntime_vs_torch`.
+"""
 
 from __future__ import annotations
 
@@ -78,17 +83,25 @@ def register_generator(group: argparse._SubParsersAction) -> None:
         "generator",
         help="real-time factor, first-frame latency and MFU of the streaming generator",
         description="Streams one session for --seconds of media and reports RTF "
-        "(compute / media time), first-frame ms (open + first chunk), fps, MFU and RSS growth.",
+        "(compute / media time), first-frame ms (open + first chunk), fps, MFU and RSS growth. "
+        "With --backend onnxruntime an eager torch session of the same character, seed and audio "
+        "is stepped in turn in the same run, and onnxruntime_vs_torch (chunk throughput ratio) "
+        "and psnr_vs_torch_db are added.",
     )
     parser.add_argument("--preset", default="tiny", help="preset used when no checkpoint exists")
     parser.add_argument("--checkpoint", default=None, help="checkpoint dir (default: embedded)")
     parser.add_argument("--seconds", type=float, default=10.0, help="media seconds to generate")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the DiT blocks")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the DiT blocks (torch backend only)"
+    )
     parser.add_argument("--size", type=int, default=None, help="output frame side, px")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    parser.add_argument("--device", default="cpu", help="device (cpu, cuda)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    from lpm_npc.onnx.backend import add_backend_arguments
+
+    add_backend_arguments(parser)
     parser.set_defaults(func=run_generator)
 
 
@@ -97,9 +110,12 @@ def run_generator(args: argparse.Namespace) -> int:
 
     from lpm_npc.bench.generator import as_dict, bench_generator
     from lpm_npc.errors import UserError
+    from lpm_npc.onnx.backend import BackendChoice
 
     if args.seconds <= 0:
         raise UserError(f"--seconds must be > 0, got {args.seconds}")
+    backend = BackendChoice.from_args(args)
+    backend.check(device=args.device, compile=args.compile, dtype=args.dtype)
     result = bench_generator(
         preset=args.preset,
         checkpoint=args.checkpoint,
@@ -110,6 +126,7 @@ def run_generator(args: argparse.Namespace) -> int:
         size=args.size,
         device=args.device,
         progress=sys.stderr.isatty(),
+        backend=backend,
     )
     if result.checkpoint == "random":
         print("no checkpoint; using random weights", file=sys.stderr)

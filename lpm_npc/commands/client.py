@@ -1,4 +1,4 @@
-"""`lpm-npc client ...`: the reference client for engine authors (register, list, stream)."""
+"""`lpm-npc client ...`: the reference client for engine authors (register, list, stream, status)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "client",
-        help="talk to a running daemon: register, list, get, delete, stream",
+        help="talk to a running daemon: register, list, get, delete, stream, status",
         description="Reference client of lpm_npc.v1; see docs/api.md.",
     )
     parser.add_argument("--address", default="127.0.0.1:50061", help="daemon HOST:PORT")
@@ -44,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     delete = group.add_parser("delete", help="delete ID (all versions) or ID@VERSION")
     delete.add_argument("ref")
     delete.set_defaults(func=run_delete)
+
+    status = group.add_parser(
+        "status",
+        help="the daemon's state, capacity and session counts (Sessions.GetServerStatus)",
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=run_status)
 
     stream = group.add_parser(
         "stream",
@@ -144,6 +151,60 @@ def run_delete(args: argparse.Namespace) -> int:
     with _client(args) as client:
         versions = _rpc(client.delete, args.ref)
     print(f"deleted {len(versions)} version(s)")
+    return 0
+
+
+def _status_dict(s) -> dict:  # noqa: ANN001
+    from lpm_npc._proto import sessions_pb2 as spb
+
+    state = spb.ServingState.Name(s.state).removeprefix("SERVING_STATE_").lower()
+    return {
+        "state": state,
+        "degraded_reason": s.degraded_reason,
+        "capacity_sessions": s.capacity_sessions,
+        "capacity_source": s.capacity_source,
+        "session_limit": s.session_limit,
+        "max_sessions": s.max_sessions,
+        "open_sessions": s.open_sessions,
+        "active_sessions": s.active_sessions,
+        "attached_sessions": s.attached_sessions,
+        "detached_sessions": s.detached_sessions,
+        "model": s.model,
+        "checkpoint_sha256": s.checkpoint_sha256,
+        "step_ms": {str(t.sessions): round(t.step_ms, 3) for t in s.step_times},
+        "chunk_ms": round(s.chunk_ms, 3),
+        "headroom": s.headroom,
+        "version": s.version,
+        "uptime_s": round(s.uptime_s, 3),
+        "rtf": round(s.rtf, 4),
+    }
+
+
+def run_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        d = _status_dict(_rpc(client.server_status))
+    if args.json:
+        print(json.dumps(d))
+        return 0
+    state = d["state"] + (f" ({d['degraded_reason']})" if d["degraded_reason"] else "")
+    if d["capacity_source"] == "measured":
+        capacity = f"measured {d['capacity_sessions']} sessions in real time"
+    else:
+        capacity = "not measured"
+    steps = ", ".join(f"{n}: {ms:.0f} ms" for n, ms in d["step_ms"].items())
+    sha = d["checkpoint_sha256"][:16] or "random weights / unknown"
+    print(f"state        {state}")
+    limit = f"{d['session_limit']} sessions ({capacity}; max_sessions {d['max_sessions']})"
+    print(f"limit        {limit}")
+    print(
+        f"sessions     {d['open_sessions']} open, {d['active_sessions']} active, "
+        f"{d['attached_sessions']} attached, {d['detached_sessions']} detached"
+    )
+    if steps:
+        print(f"step time    {steps} (chunk {d['chunk_ms']:.0f} ms, headroom {d['headroom']:g})")
+    print(f"model        {d['model']} @ {sha}")
+    print(f"rtf          {d['rtf']:.2f}")
+    print(f"version      lpm-npc {d['version']}, up {d['uptime_s']:.0f} s")
     return 0
 
 

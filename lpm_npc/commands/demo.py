@@ -6,7 +6,14 @@ microphone streams all the time (LISTEN), the NPC speaks two lines (SPEAK, each 
 segment end), and the player barges in during the second line (Interrupt). Like an engine, the
 sender is clocked by what is on screen: it sends audio up to a little ahead of the newest frame,
 so the demo runs in real time on a fast machine and simply takes longer on a slow one. Writes
-DIR/demo.mp4 (video + both tracks as heard) and DIR/contact_sheet.png.
+DIR/demo.mp4 (video + both tracks as heard), DIR/contact_sheet.png (generated frames) and
+DIR/truth_vs_generated.png: the procedural world's ground truth of the same conversation (the
+character's seed, both tracks as heard -- the NPC cut at the barge-in -- and the script's turns,
+performed and rendered as `lpm-npc synth conversation --speak --listen --character` does) above
+the generated frames at the same frame indices, two speaking, two listening and two idle moments
+picked from the truth (`demo_sheets.pick_moments`); `--no-truth` skips it. The backend flags
+(`lpm_npc.onnx.backend`: `--backend torch|onnxruntime`, `--onnx-export`, `--ort-threads`,
+`--ort-decoder`) pick the daemon's generator.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="start the daemon, register a sample character, play a conversation, write a video",
-        description="Writes DIR/demo.mp4 (video with both audio tracks) and "
-        "DIR/contact_sheet.png; prints where they are.",
+        description="Writes DIR/demo.mp4 (video with both audio tracks), DIR/contact_sheet.png "
+        "and DIR/truth_vs_generated.png (ground truth above generated frames); prints where "
+        "they are.",
     )
     parser.add_argument("--out", default="out/demo", help="output directory")
     parser.add_argument("--checkpoint", default=None, help="checkpoint dir (default: embedded)")
@@ -39,7 +47,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.5,
         help="seconds of audio sent ahead of the newest frame (an engine's buffer)",
     )
+    parser.add_argument(
+        "--no-truth",
+        action="store_true",
+        help="skip rendering the ground truth and DIR/truth_vs_generated.png",
+    )
     parser.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    from lpm_npc.onnx.backend import add_backend_arguments
+
+    add_backend_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -51,6 +67,7 @@ class Script:
     speak: object  # float32 (N,): NPC audio as sent (the engine stops playback at the barge-in)
     listen: object  # float32 (N,)
     interrupt_at: int  # sample of the barge-in
+    turns: tuple = ()  # synth.script.Turn: who talks when, as scripted (the NPC's lines in full)
 
 
 def _samples_root() -> Path:
@@ -81,6 +98,7 @@ def build_script(seed: int, lookahead_s: float) -> Script:
     from lpm_npc._proto import sessions_pb2 as spb
     from lpm_npc.config import SAMPLE_RATE
     from lpm_npc.serve.client import audio_event, interrupt_event, segment_end_event
+    from lpm_npc.synth.script import Turn
 
     sr = SAMPLE_RATE
     (line1, line2), player = _load_audio(seed)
@@ -109,12 +127,19 @@ def build_script(seed: int, lookahead_s: float) -> Script:
         events.append((at - ahead, segment_end_event(spb.TRACK_SPEAK)))
     events.append((interrupt_at, interrupt_event()))
     events.sort(key=lambda item: item[0])  # stable: a line's pieces keep their order
-    return Script(events, speak, listen, interrupt_at)
+    spans = (
+        ("npc", line1_at, line1_at + len(line1)),
+        ("player", reply_at, reply_at + len(reply)),
+        ("npc", line2_at, min(line2_at + len(line2), total)),
+        ("player", interrupt_at, interrupt_at + len(barge)),
+    )
+    turns = tuple(Turn(who, a / sr, b / sr) for who, a, b in spans if b > a)
+    return Script(events, speak, listen, interrupt_at, turns)
 
 
 def _register_character(client, seed: int, work: Path):  # noqa: ANN001, ANN202
     """Register the first sample sheet (or one rendered for `seed` when samples/characters is
-    empty); return its id and its front view."""
+    empty); return its id, its front view and its folder."""
     from lpm_npc.synth.character import CharacterSpec
     from lpm_npc.synth.sheet import load_sheet, render_sheet, write_sheet
 
@@ -125,21 +150,7 @@ def _register_character(client, seed: int, work: Path):  # noqa: ANN001, ANN202
         sheet = render_sheet(CharacterSpec.from_seed(seed), 128, name=f"demo-{seed}")
         sheet_dir = write_sheet(sheet, work / "sheet")
     front = load_sheet(sheet_dir).find("view", "front").image
-    return client.register_sheet_dir(sheet_dir).character_id, front
-
-
-def contact_sheet(frames, times, labels, path: Path, columns: int = 4, cell: int = 192) -> None:  # noqa: ANN001
-    from PIL import Image, ImageDraw
-
-    rows = (len(frames) + columns - 1) // columns
-    canvas = Image.new("RGB", (columns * cell, rows * (cell + 18)), (24, 24, 24))
-    draw = ImageDraw.Draw(canvas)
-    for i, (frame, t, label) in enumerate(zip(frames, times, labels, strict=True)):
-        x, y = (i % columns) * cell, (i // columns) * (cell + 18)
-        canvas.paste(Image.fromarray(frame).resize((cell, cell), Image.Resampling.NEAREST), (x, y))
-        caption = label if t is None else f"{t:5.2f} s  {label}"
-        draw.text((x + 4, y + cell + 3), caption, fill=(230, 230, 230))
-    canvas.save(path)
+    return client.register_sheet_dir(sheet_dir).character_id, front, sheet_dir
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,8 +159,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from lpm_npc.commands.demo_sheets import contact_sheet
     from lpm_npc.config import SAMPLE_RATE, SAMPLES_PER_FRAME, ServeConfig
-    from lpm_npc.engine.generator import StreamingGenerator
+    from lpm_npc.onnx.backend import BackendChoice, make_generator
     from lpm_npc.serve.client import (
         ConversationResult,
         EventQueue,
@@ -159,14 +171,16 @@ def run(args: argparse.Namespace) -> int:
         video_frames,
     )
     from lpm_npc.serve.server import ServerThread
-    from lpm_npc.synth.conversation import mix_tracks
+    from lpm_npc.synth.conversation import mix_tracks, resolve_character
     from lpm_npc.synth.video_io import write_mp4
 
     started = time.monotonic()
+    backend = BackendChoice.from_args(args)
+    backend.check()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    generator = StreamingGenerator.from_checkpoint(
-        args.checkpoint, allow_random=args.checkpoint is None
+    generator = make_generator(
+        backend, checkpoint=args.checkpoint, allow_random=args.checkpoint is None
     )
     script = build_script(args.seed, args.lookahead)
     total_frames = len(script.listen) // SAMPLES_PER_FRAME
@@ -177,7 +191,9 @@ def run(args: argparse.Namespace) -> int:
         ) as server,
         LpmClient(server.address) as client,
     ):
-        character, front = _register_character(client, args.seed, Path(work))
+        character, front, sheet_dir = _register_character(client, args.seed, Path(work))
+        # The truth's character: the registered sheet's seed (read before `work` goes away).
+        spec = None if args.no_truth else resolve_character(args.seed, sheet_dir)[0]
         list(client.prepare(character))
         session = client.open_session(character, seed=args.seed)
         print(
@@ -227,9 +243,11 @@ def run(args: argparse.Namespace) -> int:
         client.close_session(session.session_id)
     frames = video_frames(result, len(script.listen))
     heard = script.speak.copy()
+    cut = None
     for event in result.playback:
         if event["interrupted"]:  # the engine stops the NPC's audio where the daemon cut it
-            heard[int(event["pts_ms"] * SAMPLE_RATE / 1000) :] = 0.0
+            cut = int(event["pts_ms"] * SAMPLE_RATE / 1000)
+            heard[cut:] = 0.0
     audio = mix_tracks(heard, script.listen)
     audio = np.pad(audio, (0, max(0, len(frames) * SAMPLES_PER_FRAME - len(audio))))
     video = out / "demo.mp4"
@@ -258,20 +276,69 @@ def run(args: argparse.Namespace) -> int:
         ["reference (front view)", *labels],
         sheet,
     )
+    truth = None
+    if spec is not None:
+        truth, moments = _truth_sheet(spec, script, heard, cut, frames, args, out)
     elapsed = time.monotonic() - started
     summary = {
         "video": str(video),
         "contact_sheet": str(sheet),
+        "truth_vs_generated": None if truth is None else str(truth),
+        "truth_moments": [] if truth is None else moments,
         "frames": len(result.frames),
         "media_seconds": round(len(script.listen) / SAMPLE_RATE, 2),
         "wall_seconds": round(elapsed, 1),
+        "backend": backend.backend,
         "playback": result.playback,
     }
     if args.json:
         print(json.dumps(summary))
     else:
+        written = f"{video}, {sheet} and {truth}" if truth else f"{video} and {sheet}"
         print(
-            f"wrote {video} and {sheet} ({len(result.frames)} frames, "
+            f"wrote {written} ({len(result.frames)} frames, "
             f"{summary['media_seconds']} s of conversation in {elapsed:.0f} s)"
         )
     return 0
+
+
+def _truth_sheet(spec, script: Script, heard, cut, frames, args, out: Path):  # noqa: ANN001, ANN202
+    """Render the truth of the conversation as streamed (NPC audio and turn cut at `cut`, the
+    barge-in) and write DIR/truth_vs_generated.png; return its path and the moments as JSON."""
+    from lpm_npc.commands.demo_sheets import truth_moments, truth_vs_generated_sheet
+    from lpm_npc.config import SAMPLE_RATE
+    from lpm_npc.synth.script import Turn
+
+    turns = list(script.turns)
+    if cut is not None:
+        cut_s = cut / SAMPLE_RATE
+        turns = [
+            Turn(t.speaker, t.start_s, min(t.end_s, cut_s))
+            if t.speaker == "npc" and t.start_s < cut_s
+            else t
+            for t in turns
+            if not (t.speaker == "npc" and t.start_s >= cut_s)
+        ]
+    start = time.monotonic()
+    moments, truth = truth_moments(
+        spec,
+        heard,
+        script.listen,
+        turns,
+        seed=args.seed,
+        size=int(frames.shape[1]),
+        n_frames=len(frames),
+    )
+    path = out / "truth_vs_generated.png"
+    truth_vs_generated_sheet(
+        moments,
+        truth,
+        frames[[m.frame for m in moments]],
+        path,
+        title=f"ground truth (procedural director + renderer, character seed {spec.seed}) "
+        f"above generated ({getattr(args, 'backend', 'torch')}), same frame index",
+    )
+    print(f"truth: {len(moments)} moments in {time.monotonic() - start:.1f} s", file=sys.stderr)
+    return path, [
+        {"kind": m.kind, "frame": m.frame, "seconds": round(m.seconds, 2)} for m in moments
+    ]

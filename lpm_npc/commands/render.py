@@ -1,10 +1,12 @@
 """`lpm-npc render`: offline generation of one character speaking / listening to WAV tracks.
 
     lpm-npc render --character samples/characters/ada --speak npc.wav --listen player.wav \
-        --prompt cheerful --out out.mp4 [--frames DIR] [--json stats.json]
+        --prompt cheerful --out out.mp4 [--frames DIR] [--json stats.json] \
+        [--backend torch|onnxruntime] [--onnx-export DIR] [--ort-threads N] [--ort-decoder D]
 
-Runs the StreamingGenerator chunk by chunk (the daemon's path) and writes an MP4 with both tracks
-mixed in; `--frames` also writes PNG frames, `--json` generation statistics.
+Runs the streaming generator chunk by chunk (the daemon's path) and writes an MP4 with both
+tracks mixed in; `--frames` also writes PNG frames, `--json` generation statistics. The backend
+flags (`lpm_npc.onnx.backend`, docs/onnx.md) pick eager torch (default) or the onnxruntime graphs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "render",
         help="render a character speaking and listening to WAV tracks into an MP4",
-        description="Offline generation with the streaming generator.",
+        description="Offline generation with the streaming generator (eager torch, or the "
+        "exported graphs in onnxruntime with --backend onnxruntime).",
     )
     parser.add_argument("--character", type=Path, required=True, help="reference sheet dir")
     parser.add_argument("--speak", type=Path, required=True, help="NPC speech, 16 kHz mono WAV")
@@ -32,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output .mp4")
     parser.add_argument("--frames", type=Path, default=None, help="also write PNG frames here")
     parser.add_argument("--json", type=Path, default=None, metavar="STATS", help="stats json")
+    from lpm_npc.onnx.backend import add_backend_arguments
+
+    add_backend_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -44,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lpm_npc.bench.offline import RenderJob, mix_tracks, render_jobs
     from lpm_npc.config import FPS, SAMPLES_PER_FRAME
-    from lpm_npc.engine.generator import StreamingGenerator
+    from lpm_npc.onnx.backend import BackendChoice, make_generator
     from lpm_npc.synth.audio_io import read_wav
     from lpm_npc.synth.sheet import load_sheet, sheet_to_array
     from lpm_npc.synth.video_io import write_mp4
@@ -53,10 +59,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--seconds must be > 0, got {args.seconds}")
     if args.out.suffix.lower() != ".mp4":
         raise ValueError(f"--out must end in .mp4, got {args.out}")
+    backend = BackendChoice.from_args(args)
+    backend.check(device=args.device)
     sheet = load_sheet(args.character)
     speak = read_wav(args.speak, resample=args.resample)
     listen = read_wav(args.listen, resample=args.resample) if args.listen else None
-    generator = StreamingGenerator.from_checkpoint(args.checkpoint, device=args.device)
+    generator = make_generator(backend, checkpoint=args.checkpoint, device=args.device)
     images, roles = sheet_to_array(sheet, generator.cfg.image_size)
     job = RenderJob(
         character=generator.prepare(images, roles, name=sheet.name),
@@ -81,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
     payload = dataclasses.asdict(stats)
     payload["chunk_ms_mean"] = float(np.mean(stats.chunk_ms)) if stats.chunk_ms else 0.0
     payload.pop("chunk_ms")
-    payload.update(out=str(args.out), character=sheet.name, prompt=args.prompt)
+    payload.update(
+        out=str(args.out), character=sheet.name, prompt=args.prompt, backend=backend.backend
+    )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2))

@@ -1,4 +1,9 @@
-"""`lpm-npc serve`: run the gRPC daemon until SIGTERM / Ctrl-C, then drain gracefully."""
+"""`lpm-npc serve`: run the gRPC daemon until SIGTERM / Ctrl-C, then drain gracefully.
+
+The backend flags (`lpm_npc.onnx.backend`: `--backend torch|onnxruntime`, `--onnx-export`,
+`--ort-threads`, `--ort-decoder`) pick the generator; the scheduler, sessions, delivery and the
+start-up capacity measurement are the same for both (they only see the ChunkGenerator protocol).
+"""
 
 from __future__ import annotations
 
@@ -63,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="record every session as a trace in STORE/traces (docs/trace-format.md)",
     )
+    from lpm_npc.onnx.backend import add_backend_arguments
+
+    add_backend_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -72,14 +80,16 @@ def run(args: argparse.Namespace) -> int:
     import signal
 
     from lpm_npc.config import SERVE_DROP_LAG_CHUNKS, ServeConfig
-    from lpm_npc.engine.generator import StreamingGenerator
     from lpm_npc.errors import UserError
+    from lpm_npc.onnx.backend import BackendChoice, make_generator
     from lpm_npc.serve.tls import ServerTls, TlsError, check_exposure
 
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in [0, 65535], got {args.port}")
     if args.max_sessions is not None and args.max_sessions < 1:
         raise UserError(f"--max-sessions must be >= 1, got {args.max_sessions}")
+    backend = BackendChoice.from_args(args)
+    backend.check()
     from lpm_npc.bench.threads import set_torch_threads
 
     set_torch_threads(args.threads or None)
@@ -103,8 +113,9 @@ def run(args: argparse.Namespace) -> int:
     store = Path(args.store) if args.store else default_store_dir()
     # Without --checkpoint the embedded default; random weights (with a warning) only when it is
     # missing or when asked for.
-    generator = StreamingGenerator.from_checkpoint(
-        args.checkpoint,
+    generator = make_generator(
+        backend,
+        checkpoint=args.checkpoint,
         random_weights=args.random_weights,
         allow_random=args.checkpoint is None,
         preset=args.preset,
@@ -126,16 +137,17 @@ def run(args: argparse.Namespace) -> int:
             record_traces=args.record_traces,
             checkpoint_sha=_checkpoint_sha(args),
         )
+        # Handlers before "listening on": a SIGTERM right after that line must drain, not kill.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
         await server.start()
         if server.daemon.capacity is not None:
             print(server.daemon.capacity.describe(), flush=True)
         print(f"listening on {args.host}:{port}", flush=True)
         if server.metrics_port is not None:
             print(f"metrics on http://{args.host}:{server.metrics_port}/metrics", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         print("draining...", flush=True)
         await server.stop()

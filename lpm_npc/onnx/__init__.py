@@ -8,6 +8,9 @@
 - `runtime`: onnxruntime sessions (CUDA execution provider on a GPU, CPU otherwise) and options.
 - `generator`: `OnnxStreamingGenerator`, the same public methods as
   `engine.generator.StreamingGenerator`, with every per-chunk pass in onnxruntime.
+- `backend`: the `--backend torch|onnxruntime` flags of render / serve / demo / bench generator
+  and `make_generator`, with the export cache keyed by the weights' digest.
+- `bench`: onnxruntime vs eager torch, interleaved (`python -m lpm_npc.onnx.bench`).
 
 Nothing here is imported by the rest of the package unless an ONNX backend is asked for, so
 `onnx`, `onnxscript` and `onnxruntime` stay optional (the `[onnx]` extra).

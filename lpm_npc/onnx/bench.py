@@ -9,7 +9,9 @@ variant see the same drift, so only the ratios are reported:
   torch variant with the same thread count); > 1 means faster.
 - `psnr_vs_torch_db`: PSNR of the variant's frames against the same-thread torch frames over every
   measured chunk (the two backends draw the same noise, so they should agree).
-Medians of per-chunk step times are used (robust to a descheduled chunk).
+Medians of per-chunk step times are used (robust to a descheduled chunk). `interleaved_steps`,
+`throughput_ratio`, `psnr` and `min_psnr` are the pieces; `lpm-npc bench generator --backend
+onnxruntime` uses them too (its `onnxruntime_vs_torch`).
 
 `python -m lpm_npc.onnx.bench --export DIR [--checkpoint DIR] [--chunks N] [--only NAME...]
 [--json]` runs the option matrix of docs/onnx.md (or the named variants of it). This module measures; it does not export or quantise.
@@ -22,6 +24,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +64,7 @@ def default_variants(threads: tuple[int, ...] = (1, 2)) -> list[Variant]:
     return variants
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
 
@@ -101,36 +104,70 @@ def compare_backends(
         sessions[v.name] = (generator, generator.open(character, prompt="cheerful", seed=seed))
     rng = np.random.default_rng(seed)
     n = cfg.samples_per_chunk
-    times: dict[str, list[float]] = {v.name: [] for v in available}
-    frames: dict[str, list[np.ndarray]] = {v.name: [] for v in available}
+
+    def audio(k: int) -> ChunkAudio:
+        pcm = (rng.standard_normal((2, n)) * 0.1).astype(np.float32)
+        return ChunkAudio(k * n, pcm[0], pcm[1])
+
+    runs = {v.name: (*sessions[v.name], v.threads) for v in available}
+    times, frames = interleaved_steps(runs, audio, chunks=chunks, warmup=warmup)
+    report: dict = {"model": cfg.name, "chunks": chunks, "skipped": skipped}
+    for v in available:
+        report[f"{v.name}_ms_per_chunk"] = round(1000 * statistics.median(times[v.name]), 2)
+        baseline = f"torch_t{v.threads}"
+        if v.options is not None and baseline in times:
+            report[f"{v.name}_vs_{baseline}"] = throughput_ratio(times[v.name], times[baseline])
+            report[f"{v.name}_psnr_vs_torch_db"] = min_psnr(frames[v.name], frames[baseline])
+    return report
+
+
+def interleaved_steps(
+    runs: dict[str, tuple],
+    audio: Callable[[int], ChunkAudio],
+    *,
+    chunks: int,
+    warmup: int = 0,
+    keep_frames: bool = True,
+    on_chunk: Callable[[dict[str, np.ndarray]], None] | None = None,
+) -> tuple[dict[str, list[float]], dict[str, list[np.ndarray]]]:
+    """Step every run `{name: (generator, state, torch threads or None)}` one chunk each per
+    round, in order, on the same `audio(k)`; -> (seconds per measured step, frames per measured
+    step) by name. The first `warmup` rounds are not kept; with `keep_frames=False` no frames are
+    kept (`on_chunk` still gets each measured round's {name: frames}). torch's thread count is
+    restored afterwards."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    frames: dict[str, list[np.ndarray]] = {name: [] for name in runs}
     previous_threads = torch.get_num_threads()
     try:
         for k in range(warmup + chunks):
-            pcm = (rng.standard_normal((2, n)) * 0.1).astype(np.float32)
-            audio = [ChunkAudio(k * n, pcm[0], pcm[1])]
-            for v in available:
-                generator, state = sessions[v.name]
-                torch.set_num_threads(v.threads)
+            chunk = audio(k)
+            produced: dict[str, np.ndarray] = {}
+            for name, (generator, state, threads) in runs.items():
+                if threads:
+                    torch.set_num_threads(threads)
                 start = time.perf_counter()
-                out = generator.step([state], audio)
+                out = generator.step([state], [chunk])
                 elapsed = time.perf_counter() - start
                 if k >= warmup:
-                    times[v.name].append(elapsed)
-                    frames[v.name].append(out[0].frames)
+                    times[name].append(elapsed)
+                    produced[name] = out[0].frames
+                    if keep_frames:
+                        frames[name].append(out[0].frames)
+            if on_chunk is not None and k >= warmup:
+                on_chunk(produced)
     finally:
         torch.set_num_threads(previous_threads)
-    report: dict = {"model": cfg.name, "chunks": chunks, "skipped": skipped}
-    for v in available:
-        median = statistics.median(times[v.name])
-        report[f"{v.name}_ms_per_chunk"] = round(1000 * median, 2)
-        baseline = f"torch_t{v.threads}"
-        if v.options is not None and baseline in times:
-            report[f"{v.name}_vs_{baseline}"] = round(
-                statistics.median(times[baseline]) / median, 3
-            )
-            pairs = zip(frames[v.name], frames[baseline])
-            report[f"{v.name}_psnr_vs_torch_db"] = round(min(_psnr(a, b) for a, b in pairs), 2)
-    return report
+    return times, frames
+
+
+def throughput_ratio(times: list[float], baseline: list[float]) -> float:
+    """Chunk throughput of `times` over `baseline` (median step times); > 1 is faster."""
+    return round(statistics.median(baseline) / statistics.median(times), 3)
+
+
+def min_psnr(frames: list[np.ndarray], baseline: list[np.ndarray]) -> float:
+    """The lowest per-chunk PSNR (dB) of `frames` against `baseline`."""
+    return round(min(psnr(a, b) for a, b in zip(frames, baseline)), 2)
 
 
 def _variant_file_exists(directory: Path, variant: Variant) -> bool:

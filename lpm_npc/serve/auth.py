@@ -2,7 +2,9 @@
 
 When the daemon is started with a token, `TokenAuthInterceptor` rejects calls without the
 matching header with UNAUTHENTICATED before they reach a servicer. The standard health service
-is exempt (load balancers and orchestrators probe it without credentials); reflection is not.
+is exempt (load balancers and orchestrators probe it without credentials); reflection is not, and
+neither is `Sessions.GetServerStatus` (capacity, counts and the checkpoint are for callers that
+hold the token).
 The comparison is constant-time. Without a token the daemon binds 127.0.0.1 by default, which is
 its access control. A token is sent in clear text without TLS: a daemon that leaves the host
 should also serve TLS (`serve/tls.py`).

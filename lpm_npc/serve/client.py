@@ -1,7 +1,7 @@
 """The reference client for engine authors (synchronous grpc): what a game engine does.
 
 `LpmClient` wraps the two services (register a sheet directory or images, list, get, delete,
-prepare, open / close sessions, Converse). `EventQueue` is a request stream you can push events
+prepare, open / close sessions, Converse, the server status). `EventQueue` is a request stream you can push events
 into from any thread (barge-in while frames arrive). `stream_conversation()` plays a speak and a
 listen track through Converse exactly as an engine would — header first, audio in real-time-sized
 chunks with explicit sample positions (or as fast as the daemon accepts with `fast=True`),
@@ -187,6 +187,10 @@ class LpmClient:
         return self._call(
             self.sessions.CloseSession, spb.CloseSessionRequest(session_id=session_id)
         )
+
+    def server_status(self) -> spb.ServerStatus:
+        """Sessions.GetServerStatus: state, capacity, session counts, model."""
+        return self._call(self.sessions.GetServerStatus, spb.GetServerStatusRequest())
 
     def get_trace(self, trace_id: str) -> bytes:
         """The whole trace file (Traces.GetTrace)."""

@@ -7,7 +7,8 @@ a `ConverseStream`. `start()` measures how many sessions the machine steps in re
 `config.measure_capacity`; admission then stops there, `serve/capacity.py`), launches the
 scheduler loop and a reaper for sessions left without a stream; `drain()` (SIGTERM) refuses new
 sessions and streams, tells every attached session to finish what it has buffered, and waits for
-their streams to end up to a grace period. Plain Python and asyncio; no grpc.
+their streams to end up to a grace period. `status()` is what GetServerStatus reports (state,
+capacity and where it came from, session counts, model). Plain Python and asyncio; no grpc.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from lpm_npc.config import ServeConfig, SheetLimits
+from lpm_npc import __version__
+from lpm_npc.config import SAMPLE_RATE, ServeConfig, SheetLimits
 from lpm_npc.engine.protocol import ChunkGenerator
 from lpm_npc.engine.scheduler import Scheduler, StepResult
 from lpm_npc.serve.capacity import CapacityReport, measure_capacity
@@ -44,6 +46,30 @@ class PrepareStep:
     character: StoredCharacter | None = None
 
 
+@dataclass(frozen=True)
+class DaemonStatus:
+    """What the daemon can take now (GetServerStatus; the field docs are in sessions.proto)."""
+
+    state: str  # "serving" | "degraded" | "draining"
+    degraded_reason: str
+    capacity_sessions: int  # measured (0: not measured, or not even one in real time)
+    capacity_source: str  # "measured" | "max_sessions"
+    session_limit: int
+    max_sessions: int
+    open_sessions: int
+    active_sessions: int
+    attached_sessions: int
+    detached_sessions: int
+    model: str
+    checkpoint_sha256: str
+    step_ms: tuple[float, ...]  # per batch size 1, 2, ... (empty when not measured)
+    chunk_ms: float
+    headroom: float
+    version: str
+    uptime_s: float
+    rtf: float
+
+
 class Daemon:
     """Everything behind the gRPC services (see the module docstring)."""
 
@@ -54,8 +80,10 @@ class Daemon:
         *,
         config: ServeConfig = ServeConfig(),
         sheet_limits: SheetLimits = SheetLimits(),
+        checkpoint_sha: str = "",
     ) -> None:
         cfg = generator.cfg
+        self.checkpoint_sha = checkpoint_sha  # of the served weights ("" = random or unknown)
         self.generator = generator
         self.config = config
         self.store = CharacterStore(store_dir)
@@ -72,6 +100,7 @@ class Daemon:
         self.scheduler.on_step = self._on_step
         self._tasks: list[asyncio.Task] = []
         self.capacity: CapacityReport | None = None  # measured at start (config.measure_capacity)
+        self._started = time.monotonic()  # reset when start() has measured and serves
 
     def _on_step(self, result: StepResult) -> None:
         self.metrics.record_step(
@@ -98,7 +127,13 @@ class Daemon:
                 # Refusing everyone helps no one: admit one, whose stream reports `degraded`.
                 log.warning("this machine cannot step one session in real time; admitting 1")
             self.sessions.measured_capacity = max(1, self.capacity.sessions)
+        else:
+            log.info(
+                "capacity not measured: admitting up to max_sessions = %d sessions",
+                self.config.max_sessions,
+            )
         self.metrics.capacity.set(self.sessions.session_limit)
+        self._started = time.monotonic()
         self._tasks = [
             asyncio.create_task(self.scheduler.serve_forever(), name="lpm-scheduler"),
             asyncio.create_task(self._reap_forever(), name="lpm-reaper"),
@@ -131,6 +166,39 @@ class Daemon:
         self._tasks = []
         await asyncio.to_thread(self.scheduler.shutdown)
         self.metrics.stop_http()
+
+    def status(self) -> DaemonStatus:
+        """The daemon's state now (cheap: no generator call; call it on the event loop)."""
+        sessions = list(self.sessions.sessions.values())
+        load = self.scheduler.snapshot()
+        if self.sessions.draining:
+            state = "draining"
+        elif load.degraded:
+            state = "degraded"
+        else:
+            state = "serving"
+        report = self.capacity
+        cfg = self.generator.cfg
+        return DaemonStatus(
+            state=state,
+            degraded_reason=load.reason if load.degraded else "",
+            capacity_sessions=report.sessions if report else 0,
+            capacity_source="measured" if report else "max_sessions",
+            session_limit=self.sessions.session_limit,
+            max_sessions=self.config.max_sessions,
+            open_sessions=len(sessions),
+            active_sessions=self.sessions.active_count,
+            attached_sessions=sum(s.stream_attached for s in sessions),
+            detached_sessions=sum(s.ever_attached and not s.stream_attached for s in sessions),
+            model=getattr(cfg, "name", ""),
+            checkpoint_sha256=self.checkpoint_sha,
+            step_ms=tuple(s * 1000.0 for s in report.step_s) if report else (),
+            chunk_ms=cfg.samples_per_chunk * 1000.0 / SAMPLE_RATE,
+            headroom=report.headroom if report else self.config.capacity_headroom,
+            version=__version__,
+            uptime_s=time.monotonic() - self._started,
+            rtf=load.rtf,
+        )
 
     # --- streams ---------------------------------------------------------------------------
     def converse(self, session_id: str) -> ConverseStream:

@@ -125,7 +125,13 @@ def create_server(
     interceptors: list[grpc.aio.ServerInterceptor] = [TokenAuthInterceptor(token)] if token else []
     interceptors.append(MalformedRequestInterceptor())
     server = grpc.aio.server(options=options, interceptors=interceptors)
-    daemon = Daemon(generator, store_dir, config=config, sheet_limits=sheet_limits)
+    daemon = Daemon(
+        generator,
+        store_dir,
+        config=config,
+        sheet_limits=sheet_limits,
+        checkpoint_sha=checkpoint_sha,
+    )
     characters_pb2_grpc.add_CharactersServicer_to_server(CharactersServicer(daemon), server)
     # traces live in the store (`<store_dir>/traces`); record_traces records every session
     traces = TraceStore(

@@ -31,7 +31,7 @@ from lpm_npc.serve.converse import (
     ServerEvent,
     StreamStarted,
 )
-from lpm_npc.serve.daemon import Daemon
+from lpm_npc.serve.daemon import Daemon, DaemonStatus
 from lpm_npc.serve.errors import (
     FailedPrecondition,
     Internal,
@@ -78,6 +78,11 @@ _FORMATS = {
     spb.PIXEL_FORMAT_UNSPECIFIED: "rgb8",
     spb.PIXEL_FORMAT_RGB8: "rgb8",
     spb.PIXEL_FORMAT_RGBA8: "rgba8",
+}
+_SERVING_STATES = {
+    "serving": spb.SERVING_STATE_SERVING,
+    "degraded": spb.SERVING_STATE_DEGRADED,
+    "draining": spb.SERVING_STATE_DRAINING,
 }
 _STAGES = {
     "loading": cpb.PREPARE_STAGE_LOADING,
@@ -223,6 +228,31 @@ def _status(out: StatusOut) -> spb.Status:
     )
 
 
+def _server_status(status: DaemonStatus) -> spb.ServerStatus:
+    return spb.ServerStatus(
+        state=_SERVING_STATES[status.state],
+        degraded_reason=status.degraded_reason,
+        capacity_sessions=status.capacity_sessions,
+        capacity_source=status.capacity_source,
+        session_limit=status.session_limit,
+        max_sessions=status.max_sessions,
+        open_sessions=status.open_sessions,
+        active_sessions=status.active_sessions,
+        attached_sessions=status.attached_sessions,
+        detached_sessions=status.detached_sessions,
+        model=status.model,
+        checkpoint_sha256=status.checkpoint_sha256,
+        step_times=[
+            spb.BatchStepTime(sessions=n, step_ms=ms) for n, ms in enumerate(status.step_ms, 1)
+        ],
+        chunk_ms=status.chunk_ms,
+        headroom=status.headroom,
+        version=status.version,
+        uptime_s=status.uptime_s,
+        rtf=status.rtf,
+    )
+
+
 class SessionsServicer(sessions_pb2_grpc.SessionsServicer):
     def __init__(self, daemon: Daemon, traces: TraceStore | None = None) -> None:
         self._daemon = daemon
@@ -286,6 +316,10 @@ class SessionsServicer(sessions_pb2_grpc.SessionsServicer):
         return spb.CloseSessionResponse(
             frames=counters.frames, dropped_chunks=counters.dropped_chunks
         )
+
+    @_unary
+    async def GetServerStatus(self, request, context):  # noqa: ANN001, N802
+        return _server_status(self._daemon.status())
 
     async def Converse(self, request_iterator, context):  # noqa: ANN001, N802
         try:
