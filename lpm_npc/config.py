@@ -55,6 +55,11 @@ class ModelConfig:
     text_dim: int = 128  # text encoder width
     text_max_tokens: int = 16  # prompt tokens
     text_vocab: int = 4096  # hashed word vocabulary of the built-in tokenizer
+    # Image-to-video lever (Wan2.1-I2V style), off by default: the front reference latent (the
+    # front view; the global shot if the references hold no front view) is concatenated to the
+    # noisy latent along channels, broadcast over every latent frame, before the backbone's patch
+    # embedding (2 * latent_channels in). The reference tokens are unchanged; the refiner is not.
+    reference_concat: bool = False
     # --- diffusion ---
     flow_shift: float = (
         3.0  # timestep shift of flow matching (sigma' = s*sigma / (1 + (s-1)*sigma))
@@ -84,6 +89,8 @@ class ModelConfig:
             raise ValueError(f"prediction must be 'x0' or 'v', got {self.prediction!r}")
         if self.patch_size[0] != 1:
             raise ValueError("patch_size[0] must be 1: chunks and audio are per latent frame")
+        if not isinstance(self.reference_concat, bool):
+            raise ValueError(f"reference_concat must be a bool, got {self.reference_concat!r}")
         if (self.dim // self.n_heads) % 2:
             raise ValueError("head_dim (dim // n_heads) must be even for rotary embeddings")
         set_ = object.__setattr__

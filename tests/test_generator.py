@@ -18,14 +18,27 @@ CFG = ModelConfig.from_name("test")
 ROLES = [("global", ""), ("view", "front"), ("expression", "smile")]
 
 
-@pytest.fixture(scope="module")
-def generator() -> StreamingGenerator:
+def make_generator(cfg: ModelConfig) -> StreamingGenerator:
     torch.manual_seed(0)
-    model = LPM(CFG)
+    model = LPM(cfg)
     for dit in (model.backbone, model.refiner):  # let audio matter in a random model
         for block in dit.blocks:
             torch.nn.init.normal_(block.audio_attn.out.weight, std=0.1)
-    return StreamingGenerator(CFG, model)
+    if cfg.reference_concat:  # the front-latent input starts at zero; make it matter
+        with torch.no_grad():
+            model.backbone.patch_embed.weight[:, model.backbone.patch_dim :].normal_(0.0, 0.1)
+    return StreamingGenerator(cfg, model)
+
+
+@pytest.fixture(scope="module")
+def generator() -> StreamingGenerator:
+    return make_generator(CFG)
+
+
+@pytest.fixture(scope="module")
+def concat_generator() -> StreamingGenerator:
+    """The image-to-video lever on (`ModelConfig.reference_concat`)."""
+    return make_generator(CFG.with_overrides(reference_concat=True))
 
 
 def character(generator, seed=0, n=3):
@@ -87,9 +100,11 @@ def test_prompt_and_audio_change_the_output(generator):
     assert not np.array_equal(base[-1].frames, other_prompt[-1].frames)
 
 
-def test_batched_step_equals_one_by_one(generator, monkeypatch):
+@pytest.mark.parametrize("which", ["generator", "concat_generator"])
+def test_batched_step_equals_one_by_one(which, request, monkeypatch):
     """Every stage of a step is batched across sessions, and a session computes what it would
     alone: the refined latents, the frames, the committed history and every streaming cache."""
+    generator = request.getfixturevalue(which)
     decoded, encoded = [], []
     decode_step, encode_step = VideoVAE.decode_step, AudioEncoder.step
 

@@ -169,3 +169,59 @@ def test_base_stage_trains_from_the_latent_dataset(built, tmp_path):
     ]
     assert changed, "the backbone did not train"
     assert all(torch.equal(final[k], before[k]) for k in final if k.startswith("vae."))
+
+
+def test_reference_concat_stages_train_and_export_a_checkpoint_that_reloads(built, tmp_path):
+    """The image-to-video lever on (parsed as `--model-override reference_concat=true` is): the
+    LPM stages train from the latent dataset with finite losses, warm-started from a VAE saved
+    without the lever, and the exported checkpoint reloads with it on."""
+    from safetensors.torch import load_file
+
+    from lpm_npc.commands.train import _model_config
+    from lpm_npc.config import StageConfig
+    from lpm_npc.engine.weights import load_lpm
+    from lpm_npc.judge.net import JudgeNet
+    from lpm_npc.train.distributed import DistInfo
+    from lpm_npc.train.export import export_checkpoint
+    from lpm_npc.train.loop import stage_dir
+    from lpm_npc.train.recipe import RunOptions, run_named_stage
+
+    _, vae, opts, _ = built
+    cfg = _model_config("test", ["reference_concat=true"])
+    assert cfg.reference_concat is True
+    names = ("judge", "base", "causal", "rollout")
+    stages = tuple(
+        StageConfig(n, minutes=1, max_steps=0, batch_size=2, clip_frames=8, lr=1e-3) for n in names
+    )
+    train = TrainConfig(
+        preset="test", stages=stages, n_characters=2, judge_size=32, teacher_steps=2
+    )
+    cpu = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    run_dir = tmp_path / "run"
+    for name, steps in (("base", 3), ("causal", 2), ("rollout", 1)):
+        run = RunOptions(
+            out_dir=run_dir,
+            steps=steps,
+            progress=False,
+            # rollout starts from the ode stage's student, which this test skips
+            init_from={"base": vae, "rollout": run_dir / "causal" / "final.safetensors"}.get(name),
+            data_dir=opts.out_dir,
+        )
+        result = run_named_stage(train, cfg, name, run, cpu)
+        assert result is not None and result.steps == steps, name
+        assert np.isfinite(result.final_loss) and np.isfinite(result.first_loss), name
+    base = load_file(str(run_dir / "base" / "final.safetensors"))
+    width = base["backbone.patch_embed.weight"].shape[1]
+    assert width == 2 * load_file(str(vae))["backbone.patch_embed.weight"].shape[1]
+    assert base["backbone.patch_embed.weight"][:, width // 2 :].abs().sum() > 0  # it learned
+    # A finished judge stage is all the exporter needs besides the LPM stages.
+    judge_dir = stage_dir(run_dir, "judge")
+    judge_dir.mkdir(parents=True)
+    save_file(JudgeNet(image_size=32).state_dict(), str(judge_dir / "final.safetensors"))
+    result = json.loads((run_dir / "rollout" / "result.json").read_text())
+    (judge_dir / "result.json").write_text(json.dumps({**result, "stage": "judge"}))
+    export = export_checkpoint(run_dir, tmp_path / "export", train, cfg)
+    config = json.loads((export / "config.json").read_text())
+    assert config == {"preset": "test", "overrides": {"reference_concat": True}}
+    loaded_cfg, model = load_lpm(export)
+    assert loaded_cfg == cfg and model.backbone.patch_embed.in_features == width

@@ -21,17 +21,21 @@ def make_backbone(cfg: ModelConfig) -> Backbone:
     # Audio output projections start at zero; give them weight so the audio path is exercised.
     for block in backbone.blocks:
         torch.nn.init.normal_(block.audio_attn.out.weight, std=0.1)
+    if cfg.reference_concat:  # the front-latent input starts at zero; make it matter
+        with torch.no_grad():
+            backbone.patch_embed.weight[:, backbone.patch_dim :].normal_(0.0, 0.1)
     return backbone
 
 
 def make_inputs(cfg: ModelConfig, n_chunks: int, batch: int = 1, n_refs: int = 3):
+    """With cfg.reference_concat the second reference is the front view (the concatenated one)."""
     frames = n_chunks * cfg.chunk_latent_frames
     h = cfg.latent_size
     x = torch.randn(batch, cfg.latent_channels, frames, h, h)
     t = torch.rand(batch, frames)
     refs = torch.randn(batch, n_refs, cfg.latent_channels, h, h)
     roles = torch.tensor([[0, 1, 2][:n_refs]] * batch)
-    labels = torch.tensor([[0, 1, 6][:n_refs]] * batch)
+    labels = torch.tensor([[0, 2 if cfg.reference_concat else 1, 6][:n_refs]] * batch)
     audio = (batch, frames, cfg.n_audio_tokens, cfg.audio_dim)
     cond = Conditioning(
         text=torch.randn(batch, 5, cfg.text_dim),
@@ -71,9 +75,12 @@ def rel_error(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
+@pytest.mark.parametrize("reference_concat", [False, True])
 @pytest.mark.parametrize("chunk_latent_frames", [1, 2])
-def test_streaming_equals_block_causal_full_pass_with_wrapped_ring(chunk_latent_frames):
-    cfg = make_config(chunk_latent_frames=chunk_latent_frames)
+def test_streaming_equals_block_causal_full_pass_with_wrapped_ring(
+    chunk_latent_frames, reference_concat
+):
+    cfg = make_config(chunk_latent_frames=chunk_latent_frames, reference_concat=reference_concat)
     backbone = make_backbone(cfg)
     n_chunks = cfg.history_chunks + 3  # the ring wraps (2 slots, 5 chunks)
     x, t, refs, cond = make_inputs(cfg, n_chunks)
@@ -175,8 +182,9 @@ def test_audio_layer_parity():
     assert not torch.equal(captured[1][0], captured[1][2])  # layer 1 is the first to read listen
 
 
-def test_references_are_used_and_roles_matter():
-    cfg = make_config()
+@pytest.mark.parametrize("reference_concat", [False, True])
+def test_references_are_used_and_roles_matter(reference_concat):
+    cfg = make_config(reference_concat=reference_concat)
     backbone = make_backbone(cfg)
     x, t, refs, cond = make_inputs(cfg, 2)
     latents, roles, labels, _ = refs
@@ -191,9 +199,10 @@ def test_references_are_used_and_roles_matter():
     assert rel_error(dropped, no_refs) <= 1e-5
 
 
-def test_batched_rows_are_independent():
+@pytest.mark.parametrize("reference_concat", [False, True])
+def test_batched_rows_are_independent(reference_concat):
     """Two sessions with rings of different fill in one call == each alone."""
-    cfg = make_config()
+    cfg = make_config(reference_concat=reference_concat)
     backbone = make_backbone(cfg)
     x, t, refs, cond = make_inputs(cfg, 4)
     with torch.no_grad():

@@ -59,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="override a ModelConfig field (json value), e.g. dim=64 (repeatable)",
+        help="override a ModelConfig field (json value), e.g. dim=64 or reference_concat=true "
+        "(repeatable)",
     )
     parser.add_argument(
         "--init-from",
@@ -80,6 +81,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+_BOOLS = {"true": True, "1": True, "yes": True, "on": True}
+_BOOLS.update({"false": False, "0": False, "no": False, "off": False})
+
+
 def _model_config(preset: str, overrides: list[str]):
     import dataclasses
 
@@ -94,6 +99,12 @@ def _model_config(preset: str, overrides: list[str]):
             raise ValueError(
                 f"--model-override {item!r}: expected FIELD=VALUE with FIELD in {sorted(names)}"
             )
+        if isinstance(getattr(cfg, key), bool):  # a flag: true/false (any case), 1/0, yes/no
+            flag = _BOOLS.get(raw.strip().lower())
+            if flag is None:
+                raise ValueError(f"--model-override {item!r}: {key} takes true or false")
+            changes[key] = flag
+            continue
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:

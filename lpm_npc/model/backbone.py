@@ -13,6 +13,14 @@
                                                           target copies from the same place)
   so a chunk at index 5 and at index 5+10^6 computes the same thing given the same caches.
 
+Input (`input_tokens`, the one place it is built): the noisy latents, patchified. With
+`cfg.reference_concat` (the backbone only; image-to-video style, as Wan2.1-I2V) the front reference
+latent (`references.front_reference`: front view, else the global shot) is concatenated to them
+along channels, broadcast over every latent frame, so the patch embedding takes 2 * latent_channels;
+the front comes with the references (`ReferenceCache.front` / `ReferenceBatch.front` when
+streaming, the `refs` tuple in `forward_train`), is zero for rows whose references are dropped
+(`refs_keep` 0) or absent, and reference tokens get zeros there.
+
 `Backbone(DiT)` adds `forward_train(x_t, t, refs, cond, mode)`: a whole clip in one pass, with the
 block-causal + window mask (`mode="causal"`, the streaming path's exact equivalent: history and
 current tokens are roped at absolute positions — only differences matter — and the queries are
@@ -44,7 +52,7 @@ from lpm_npc.model.block import SPEAK, DiTBlock
 from lpm_npc.model.caches import HistoryBatch, ReferenceBatch, ReferenceCache
 from lpm_npc.model.conditioning import Conditioning
 from lpm_npc.model.mask import context_mask
-from lpm_npc.model.references import ReferenceEmbedding
+from lpm_npc.model.references import ReferenceEmbedding, front_reference
 from lpm_npc.model.rope import Rope3D, RopeTable, apply_rope, token_positions
 
 
@@ -84,15 +92,24 @@ def to_x0(prediction: Tensor, x_t: Tensor, t: Tensor, kind: str) -> Tensor:
 class DiT(nn.Module):
     """Embeddings + `n_layers` DiT blocks + head; see the module docstring."""
 
-    def __init__(self, cfg: ModelConfig, n_layers: int) -> None:
+    def __init__(self, cfg: ModelConfig, n_layers: int, *, reference_concat: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
         self.n_layers = n_layers
+        self.reference_concat = reference_concat
         dim = cfg.dim
         pt, ph, pw = cfg.patch_size
         self.patch_dim = cfg.latent_channels * pt * ph * pw
+        # input channels: the noisy latent, and with reference_concat the front reference latent
+        self.in_channels = cfg.latent_channels * (2 if reference_concat else 1)
         self.grid = (cfg.latent_size // ph, cfg.latent_size // pw)
-        self.patch_embed = nn.Linear(self.patch_dim, dim)
+        self.patch_embed = nn.Linear(self.in_channels * pt * ph * pw, dim)
+        if reference_concat:  # latent half as without the lever, front half zero: learns from 0
+            bound = 1.0 / math.sqrt(self.patch_dim)
+            with torch.no_grad():
+                self.patch_embed.weight[:, : self.patch_dim].uniform_(-bound, bound)
+                self.patch_embed.weight[:, self.patch_dim :].zero_()
+                self.patch_embed.bias.uniform_(-bound, bound)
         self.time_mlp = nn.Sequential(
             nn.Linear(cfg.time_freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim)
         )
@@ -137,6 +154,34 @@ class DiT(nn.Module):
         c = self.cfg.latent_channels
         x = tokens.reshape(b, n_frames, gh, gw, c, ph, pw)
         return x.permute(0, 4, 1, 2, 5, 3, 6).reshape(b, c, n_frames, gh * ph, gw * pw)
+
+    def input_tokens(
+        self, latents: Tensor, front: Tensor | None = None, keep: Tensor | None = None
+    ) -> Tensor:
+        """Latents (B, C, T, h, w) -> patch tokens (B, T*P, in_channels*ph*pw), the input of
+        `embed`. With `reference_concat`, `front` (B, C, h, w) is concatenated along channels and
+        broadcast over T (zeros when None, and for rows whose `keep` (B,) is 0)."""
+        if not self.reference_concat:
+            return self.patchify(latents)
+        b, c, n_frames, h, w = latents.shape
+        if front is None:
+            extra = latents.new_zeros(b, c, 1, h, w)
+        else:
+            extra = front.to(latents.dtype)[:, :, None]
+            if keep is not None:
+                extra = extra * keep.to(latents.dtype)[:, None, None, None, None]
+        return self.patchify(torch.cat([latents, extra.expand(b, c, n_frames, h, w)], dim=1))
+
+    def _streaming_front(self, refs) -> Tensor | None:
+        """The front reference latents (B, C, h, w) that come with a step's references."""
+        if not self.reference_concat or refs is None:
+            return None
+        if refs.front is None:
+            raise ValueError(
+                "reference_concat is on but the references carry no front latent: encode them "
+                "with this backbone (encode_references / TrainReferences.build)"
+            )
+        return refs.front
 
     def embed(self, tokens: Tensor, n_frames: int) -> Tensor:
         """Patch tokens (B, n_frames*P, patch_dim) -> embeddings (B, n_frames*P, dim)."""
@@ -206,7 +251,8 @@ class DiT(nn.Module):
         Returns per layer un-roped keys and values (B, H, R*P, D) (differentiable).
         """
         b, r = latents.shape[:2]
-        x = self.patchify(latents.permute(0, 2, 1, 3, 4))  # R plays the frame axis: (B, R*P, C*4)
+        # R plays the frame axis: (B, R*P, in_channels*4); no front latent in reference tokens
+        x = self.input_tokens(latents.permute(0, 2, 1, 3, 4))
         per_ref = x.shape[1] // r
         x = self.embed(x, r)
         x = (x.view(b, r, per_ref, -1) + self.reference_embed(roles, labels)[:, :, None]).flatten(
@@ -262,11 +308,15 @@ class DiT(nn.Module):
     def encode_references(self, latents: Tensor, roles: Tensor, labels: Tensor) -> ReferenceCache:
         """One character's references (R, C, h, w) -> its ReferenceCache (computed once)."""
         keys, values = self.reference_kv(latents[None], roles[None], labels[None])
+        front = None
+        if self.reference_concat:
+            front = front_reference(latents[None], roles[None], labels[None])[0].contiguous()
         return ReferenceCache(
             keys=tuple(k[0].contiguous() for k in keys),
             values=tuple(v[0].contiguous() for v in values),
             n_references=latents.shape[0],
             tokens_per_reference=self.grid[0] * self.grid[1],
+            front=front,
         )
 
     # --- streaming ----------------------------------------------------------------------------
@@ -287,7 +337,8 @@ class DiT(nn.Module):
         """
         b, _, n_frames = x_t.shape[:3]
         device = x_t.device
-        x = self.embed(self.patchify(x_t), n_frames)  # (B, N, dim)
+        tokens = self.input_tokens(x_t, self._streaming_front(refs), cond.refs_keep)
+        x = self.embed(tokens, n_frames)  # (B, N, dim)
         emb, mod = self.time_modulation(t)
         text, text_bias, text_keep = self.text_context(cond)
         keys = self._streaming_keys(refs, history, cond.refs_keep, b, device)
@@ -362,7 +413,7 @@ class Backbone(DiT):
     """The causal backbone (and, with `mode="bidirectional"`, the Base LPM teacher)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__(cfg, cfg.n_layers)
+        super().__init__(cfg, cfg.n_layers, reference_concat=cfg.reference_concat)
 
     def forward_train(
         self,
@@ -376,7 +427,8 @@ class Backbone(DiT):
 
         x_t: (B, C, T, h, w) with T a multiple of chunk_latent_frames; t: (B, T) per latent frame
         (diffusion forcing); refs: None or (latents (B, R, C, h, w), roles (B, R), labels (B, R),
-        valid (B, R) bool or None); cond audio: (B, T, A, audio_dim). Returns the raw prediction.
+        valid (B, R) bool or None; with `reference_concat` the front one also enters the input,
+        `input_tokens`); cond audio: (B, T, A, audio_dim). Returns the raw prediction.
         mode: "causal" (block-causal + window = history_chunks, equals streaming chunk by chunk)
         or "bidirectional" (teacher).
         """
@@ -387,7 +439,10 @@ class Backbone(DiT):
         if n_frames % chunk:
             raise ValueError(f"x_t has {n_frames} latent frames; must be a multiple of {chunk}")
         device = x_t.device
-        x = self.embed(self.patchify(x_t), n_frames)  # (B, N, dim)
+        front = None
+        if refs is not None and self.reference_concat:
+            front = front_reference(*refs)
+        x = self.embed(self.input_tokens(x_t, front, cond.refs_keep), n_frames)  # (B, N, dim)
         emb, mod = self.time_modulation(t)
         text, text_bias, text_keep = self.text_context(cond)
         absolute = self.rope.table(self._positions(n_frames, 0, device))

@@ -1,7 +1,9 @@
 """Streaming caches: reference K/V (per character) and the history ring (per session).
 
 `ReferenceCache`: per layer, the un-roped K/V of a character's reference tokens, computed once at
-t=0 (`DiT.encode_references`). Immutable; shared by every session of that character.
+t=0 (`DiT.encode_references`). Immutable; shared by every session of that character. With
+`ModelConfig.reference_concat` the backbone's cache also holds the front reference latent its
+input concatenates (`front`, constant per character, so per session).
 
 `HistoryRing`: per session, per layer, the K/V of the last `slots` committed chunks, preallocated
 with static shapes. Keys are stored UN-roped; the backbone ropes them relative to the current chunk
@@ -38,13 +40,15 @@ class ReferenceCache:
     values: tuple[Tensor, ...]  # per layer: (H, R*P, D)
     n_references: int  # R
     tokens_per_reference: int  # P
+    front: Tensor | None = None  # (C, h, w) front reference latent (backbone, reference_concat)
 
     @property
     def n_tokens(self) -> int:
         return self.n_references * self.tokens_per_reference
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+        front = () if self.front is None else (self.front,)
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values, *front))
 
 
 def _key_bias(valid: list[int], total: int, like: Tensor) -> Tensor | None:
@@ -68,6 +72,9 @@ class ReferenceBatch:
         self.tokens = max(c.n_tokens for c in caches)
         self._bias = _key_bias([c.n_tokens for c in caches], self.tokens, caches[0].keys[0])
         self._prepared: dict[int, tuple[Tensor, Tensor]] = {}
+        fronts = [c.front for c in caches]
+        # (B, C, h, w) front reference latents of the rows, or None when the caches hold none
+        self.front = None if any(f is None for f in fronts) else torch.stack(fronts)
 
     def prepared(
         self, layer: int, prepare: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]

@@ -13,7 +13,9 @@ every graph; `reference_tokens` (R*P: 1..max_references references) and `history
 any ring size) on the DiT graphs. The chunk length, latent side and sample count per chunk are
 fixed by the config (one chunk per call, as the generator runs). Each graph is traced at batch 2
 (torch.export specialises axes of size 0 and 1), with a history ring of max(history_chunks, 1)
-slots (a config with no history runs with one slot that is never valid).
+slots (a config with no history runs with one slot that is never valid). A model with
+`ModelConfig.reference_concat` on is refused before anything is written (the backbone graph has
+no front-latent input; `wrappers.require_exportable`).
 
 This module needs `onnx` and `onnxscript` (the `[onnx]` extra); it does not run the graphs.
 """
@@ -33,7 +35,13 @@ from torch import Tensor, nn
 
 from lpm_npc.config import ModelConfig
 from lpm_npc.onnx.manifest import GRAPHS, GraphSpec, Manifest, TensorSpec, weights_digest
-from lpm_npc.onnx.wrappers import AudioStep, BackbonePass, DecodeStep, RefinerPass
+from lpm_npc.onnx.wrappers import (
+    AudioStep,
+    BackbonePass,
+    DecodeStep,
+    RefinerPass,
+    require_exportable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +290,7 @@ def export_onnx(
             f"model: export needs fp32 on the CPU, got {param.dtype} on {param.device}"
         )
     cfg: ModelConfig = model.cfg
+    require_exportable(cfg)  # before any file is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.eval()

@@ -16,6 +16,8 @@ of the references + their K/V, `StreamingGenerator.prepare`) and the text encode
 state (`OnnxSessionState`) holds every cache as numpy arrays in the graphs' layouts
 (`wrappers.py`): the history ring, both audio caches, the decode cache, the stacked references.
 
+A model with `ModelConfig.reference_concat` is refused (`wrappers.require_exportable`).
+
 The generator holds no audio and knows nothing of gRPC, pacing or scheduling policy.
 """
 
@@ -38,6 +40,7 @@ from lpm_npc.model.caches import ReferenceCache
 from lpm_npc.model.flow import sampling_timesteps
 from lpm_npc.onnx.manifest import Manifest, weights_digest
 from lpm_npc.onnx.runtime import OrtOptions, load_graphs
+from lpm_npc.onnx.wrappers import require_exportable
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +128,7 @@ class OnnxStreamingGenerator:
         With `check_weights`, its `weights_digest` must equal the manifest's: graphs and a torch
         model from different checkpoints would give characters references of another model.
         """
+        require_exportable(cfg)
         manifest = Manifest.read(export_dir)
         if manifest.model != cfg.name:
             raise ValueError(

@@ -30,6 +30,9 @@ Layouts (B = batch rows, n = layers of that DiT, H heads, D head dim, P tokens p
 `text_mask` (B, Lt) bool is True for real tokens; its first column must be True (the built-in
 tokenizer's start token), so no text row is all padding.
 
+A model with `ModelConfig.reference_concat` (the front reference latent concatenated to the
+backbone's input) is not exportable: `require_exportable` refuses it, naming the flag.
+
 These modules do not own weights (they hold the model's modules), do no I/O and know nothing of
 sessions or onnxruntime.
 """
@@ -50,6 +53,17 @@ from lpm_npc.model.vae import VideoVAE
 from lpm_npc.model.vae_cache import DecodeCache
 
 NEG_INF = float("-inf")
+
+
+def require_exportable(cfg: ModelConfig) -> None:
+    """Refuse configs the graphs do not implement (the backbone graph has no front-latent input)."""
+    if cfg.reference_concat:
+        raise ValueError(
+            f"ONNX export: model {cfg.name!r} has ModelConfig.reference_concat=True (the front "
+            "reference latent concatenated to the backbone input), which the exported backbone "
+            "graph does not take; serve it with the torch generator, or export a checkpoint "
+            "trained with reference_concat=false"
+        )
 
 
 def _valid_bias(n_tokens: int, n_valid: Tensor, like: Tensor) -> Tensor:
@@ -219,6 +233,7 @@ class BackbonePass(nn.Module):
 
     def __init__(self, backbone: DiT, cfg: ModelConfig) -> None:
         super().__init__()
+        require_exportable(cfg)
         self.chunk = _ChunkAttention(backbone, cfg)
         self.tokens_per_chunk = cfg.tokens_per_chunk
 

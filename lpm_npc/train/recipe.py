@@ -83,6 +83,23 @@ def warm_start_weights(path: Path) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
+def with_concat_input(
+    state: dict[str, torch.Tensor] | None, model: ModelConfig
+) -> dict[str, torch.Tensor] | None:
+    """Weights of an LPM without `reference_concat` made fit for one with it (a warm start from a
+    run without the lever): the backbone's patch embedding gets zero weights on the front-latent
+    channels, so it starts as the old model and learns to use them. Other states pass unchanged."""
+    key = "backbone.patch_embed.weight"
+    if state is None or not model.reference_concat or key not in state:
+        return state
+    weight = state[key]
+    _, ph, pw = model.patch_size
+    if weight.ndim != 2 or weight.shape[1] != model.latent_channels * ph * pw:
+        return state  # already widened (or another shape: load_state_dict names the mismatch)
+    log.info("warm start without reference_concat: front-latent patch weights start at zero")
+    return {**state, key: torch.cat([weight, torch.zeros_like(weight)], dim=1)}
+
+
 def loop_options(train: TrainConfig, name: str, opts: RunOptions) -> LoopOptions:
     stage = train.stage(name)
     minutes = opts.minutes if opts.minutes is not None else stage.minutes * opts.minutes_scale
@@ -111,10 +128,15 @@ def build_context(
         stage=train.stage(name),
         out_dir=opts.out_dir,
         device=info.device,
-        init_state=warm_start_weights(opts.init_from)
-        if opts.init_from is not None
-        else (final_weights(opts.out_dir, init) if init else None),
-        teacher_state=final_weights(opts.out_dir, TEACHER_STAGE) if name in NEEDS_TEACHER else None,
+        init_state=with_concat_input(
+            warm_start_weights(opts.init_from)
+            if opts.init_from is not None
+            else (final_weights(opts.out_dir, init) if init else None),
+            model,
+        ),
+        teacher_state=with_concat_input(
+            final_weights(opts.out_dir, TEACHER_STAGE) if name in NEEDS_TEACHER else None, model
+        ),
         data_dir=opts.data_dir,
     )
 

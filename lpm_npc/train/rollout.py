@@ -9,7 +9,8 @@ it affordable on a CPU, gradients flow only through the last denoising step of t
 encoding, the refiner and decoding are not part of it (the stage hands in encoded conditioning).
 
 `TrainReferences` adapts differentiable per-layer reference K/V (from `DiT.reference_kv`) to the
-`ReferenceBatch` interface that `forward_chunk` reads.
+`ReferenceBatch` interface that `forward_chunk` reads (with `ModelConfig.reference_concat`, also
+the front reference latent the backbone's input concatenates, `front`).
 
 This module computes no loss.
 """
@@ -24,15 +25,22 @@ from torch import Tensor
 from lpm_npc.model.caches import HistoryBatch, HistoryRing
 from lpm_npc.model.flow import add_noise
 from lpm_npc.model.lpm import commit_history, denoise_chunk
+from lpm_npc.model.references import front_reference
 
 
 class TrainReferences:
     """Per-layer reference K/V (B, H, R*P, D) with an optional validity mask, as a ReferenceBatch."""
 
     def __init__(
-        self, keys: list[Tensor], values: list[Tensor], valid: Tensor | None, per_ref: int
+        self,
+        keys: list[Tensor],
+        values: list[Tensor],
+        valid: Tensor | None,
+        per_ref: int,
+        front: Tensor | None = None,
     ) -> None:
         self.keys, self.values = keys, values
+        self.front = front  # (B, C, h, w) or None: the backbone's concatenated front latent
         self.tokens = keys[0].shape[2]
         self._bias = None
         if valid is not None and not bool(valid.all()):
@@ -44,7 +52,8 @@ class TrainReferences:
     def build(cls, dit, refs: tuple[Tensor, Tensor, Tensor, Tensor | None]) -> TrainReferences:
         latents, roles, labels, valid = refs
         keys, values = dit.reference_kv(latents, roles, labels, valid)
-        return cls(keys, values, valid, dit.grid[0] * dit.grid[1])
+        front = front_reference(*refs) if dit.reference_concat else None
+        return cls(keys, values, valid, dit.grid[0] * dit.grid[1], front)
 
     def repeat_rows(self, n: int) -> TrainReferences:
         """Each row repeated `n` times (chunks folded into the batch)."""
@@ -52,6 +61,7 @@ class TrainReferences:
         out.keys = [k.repeat_interleave(n, dim=0) for k in self.keys]
         out.values = [v.repeat_interleave(n, dim=0) for v in self.values]
         out.tokens = self.tokens
+        out.front = None if self.front is None else self.front.repeat_interleave(n, dim=0)
         out._bias = None if self._bias is None else self._bias.repeat_interleave(n, dim=0)
         return out
 
