@@ -72,3 +72,35 @@ def test_cli_names_a_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFi
         main(["--from", str(tmp_path / "nope"), "--run", str(tmp_path / "run")])
     assert exit_info.value.code == 2
     assert "judge.safetensors" in capsys.readouterr().err
+
+
+def test_export_carries_an_adopted_legacy_judge(tmp_path: Path) -> None:
+    """A judge of the first (one-stream) architecture survives adopt -> export -> load_judge."""
+    from lpm_npc.config import ModelConfig, StageConfig, TrainConfig
+    from lpm_npc.judge.net_legacy import LegacyJudgeNet
+    from lpm_npc.judge.reader import load_judge
+    from lpm_npc.train.export import export_checkpoint
+
+    ckpt, run = _checkpoint(tmp_path), tmp_path / "run"
+    legacy = LegacyJudgeNet(image_size=32, width=8)
+    save_file(
+        {k: v.half() for k, v in legacy.state_dict().items()},
+        str(ckpt / "judge.safetensors"),
+        metadata={"image_size": "32", "width": "8"},
+    )
+    adopt_judge(ckpt, run)
+    (run / "refiner").mkdir(parents=True)
+    save_file({"w": torch.ones(2)}, str(run / "refiner" / "final.safetensors"))
+    (run / "refiner" / "result.json").write_text(
+        (run / "judge" / "result.json").read_text().replace('"judge"', '"refiner"')
+    )
+    stages = tuple(
+        StageConfig(n, minutes=1, max_steps=0, batch_size=2, clip_frames=8, lr=1e-3)
+        for n in ("judge", "refiner")
+    )
+    train = TrainConfig(preset="test", stages=stages, n_characters=2, judge_size=32)
+    export = export_checkpoint(run, tmp_path / "export", train, ModelConfig.from_name("test"))
+    judge = load_judge(export)
+    assert isinstance(judge.net, LegacyJudgeNet)
+    for name, value in legacy.state_dict().items():
+        assert torch.equal(judge.net.state_dict()[name], value.half().float()), name

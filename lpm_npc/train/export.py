@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 
 from lpm_npc.config import ModelConfig, TrainConfig
 from lpm_npc.judge.net import JudgeNet
-from lpm_npc.judge.reader import JUDGE_FILE, save_judge
+from lpm_npc.judge.reader import JUDGE_FILE, net_for_state, save_judge
 from lpm_npc.train.checkpoint import save_tensors_atomic, write_json_atomic
 from lpm_npc.train.distributed import DistInfo
 from lpm_npc.train.loop import StageResult, completed_result, stage_dir
@@ -103,9 +103,13 @@ def export_checkpoint(
     lpm_state = _cast(load_file(str(stage_dir(run_dir, model_stage) / "final.safetensors")), dtype)
     save_tensors_atomic(dest / "model.safetensors", lpm_state, metadata={"stage": model_stage})
     judge_state = load_file(str(stage_dir(run_dir, "judge") / "final.safetensors"))
-    net = JudgeNet(image_size=train.judge_size)
+    net = net_for_state(judge_state)  # an adopted judge (train/adopt.py) may be a legacy one
     net.load_state_dict(judge_state)
-    save_judge(dest / JUDGE_FILE, net, _cast(judge_state, dtype))
+    if isinstance(net, JudgeNet):
+        save_judge(dest / JUDGE_FILE, net, _cast(judge_state, dtype))
+    else:
+        meta = {"image_size": str(net.image_size), "width": str(net.width)}
+        save_tensors_atomic(dest / JUDGE_FILE, _cast(judge_state, dtype), metadata=meta)
     if "base" in results:
         base = load_file(str(stage_dir(run_dir, "base") / "final.safetensors"))
         parts = ("backbone.", "audio_encoder.", "text_encoder.")
