@@ -18,6 +18,7 @@ pytest.importorskip("onnxscript")
 
 from lpm_npc.cli import main  # noqa: E402
 from lpm_npc.config import ModelConfig  # noqa: E402
+from lpm_npc.digest import file_sha256  # noqa: E402
 from lpm_npc.engine.generator import StreamingGenerator  # noqa: E402
 from lpm_npc.engine.protocol import ChunkAudio  # noqa: E402
 from lpm_npc.engine.weights import load_lpm, save_lpm  # noqa: E402
@@ -25,7 +26,7 @@ from lpm_npc.model.caches import HistoryBatch, HistoryRing, ReferenceBatch  # no
 from lpm_npc.model.conditioning import Conditioning  # noqa: E402
 from lpm_npc.model.lpm import LPM  # noqa: E402
 from lpm_npc.onnx.generator import OnnxStreamingGenerator  # noqa: E402
-from lpm_npc.onnx.manifest import Manifest, file_sha256, weights_digest  # noqa: E402
+from lpm_npc.onnx.manifest import Manifest, weights_digest  # noqa: E402
 from lpm_npc.onnx.runtime import OrtOptions, load_graphs  # noqa: E402
 
 OVERRIDES = {"n_layers": 2, "refiner_layers": 1}

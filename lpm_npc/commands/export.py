@@ -60,8 +60,8 @@ def run_onnx(args: argparse.Namespace) -> int:
     from lpm_npc.errors import UserError
 
     try:
+        from lpm_npc.digest import file_sha256
         from lpm_npc.onnx.export import export_onnx
-        from lpm_npc.onnx.manifest import file_sha256
         from lpm_npc.onnx.quantize import write_decoder_variant
     except ImportError as error:
         raise UserError(f"{error.name} is missing: pip install 'lpm-npc[onnx]'") from error

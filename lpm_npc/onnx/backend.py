@@ -243,13 +243,13 @@ def _checkpoint_identity(checkpoint, random_weights: bool, preset: str):
     """(config dict, sha256 of model.safetensors or None) as the exporter records them."""
     import json
 
+    from lpm_npc.digest import file_sha256
     from lpm_npc.engine.weights import (
         CONFIG_FILE,
         WEIGHTS_FILE,
         checkpoint_exists,
         default_checkpoint_dir,
     )
-    from lpm_npc.onnx.manifest import file_sha256
 
     directory = Path(checkpoint) if checkpoint is not None else default_checkpoint_dir()
     if random_weights or not checkpoint_exists(directory):

@@ -108,14 +108,6 @@ class Manifest:
         )
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_digest(model: torch.nn.Module) -> str:
     """sha256 over every state-dict entry (name, shape, fp32 bytes), in name order.
 

@@ -20,7 +20,6 @@ chunk of the session is written. It knows nothing of gRPC.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import platform
 import sys
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from lpm_npc.config import SAMPLES_PER_FRAME, ModelConfig
+from lpm_npc.digest import file_sha256
 from lpm_npc.trace.format import TraceWriter, frame_digest, pcm_bytes, png_bytes
 
 log = logging.getLogger(__name__)
@@ -43,11 +43,7 @@ def checkpoint_sha256(checkpoint_dir: str | Path | None) -> str:
     """sha256 (hex) of a checkpoint's `model.safetensors`; "" for random weights (None)."""
     if checkpoint_dir is None:
         return ""
-    digest = hashlib.sha256()
-    with open(Path(checkpoint_dir) / "model.safetensors", "rb") as weights:
-        for block in iter(lambda: weights.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(Path(checkpoint_dir) / "model.safetensors")
 
 
 def _versions() -> dict[str, str]:

@@ -18,25 +18,17 @@ that its judge was not trained by this run.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
 from safetensors.torch import load_file
 
+from lpm_npc.digest import file_sha256
 from lpm_npc.judge.reader import JUDGE_FILE
 from lpm_npc.train.checkpoint import save_tensors_atomic, write_json_atomic
 from lpm_npc.train.loop import stage_dir
 
 ADOPTED_FILE = "adopted.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _judge_entry(recipe: dict) -> dict:
@@ -69,7 +61,7 @@ def adopt_judge(checkpoint_dir: Path, run_dir: Path) -> dict:
     }
     record = {
         "checkpoint": str(checkpoint_dir),
-        "judge_sha256": _sha256(source),
+        "judge_sha256": file_sha256(source),
         "stage": entry,
         "judge_continuations": recipe.get("judge_continuations", []),
     }
