@@ -63,6 +63,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(repeatable)",
     )
     parser.add_argument(
+        "--train-override",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a TrainConfig field of the preset (json value), e.g. mouth_loss_weight=16; "
+        "recorded in the export's recipe.json (give the same ones to every stage and --export-only)",
+    )
+    parser.add_argument(
         "--init-from",
         type=Path,
         default=None,
@@ -85,38 +93,56 @@ _BOOLS = {"true": True, "1": True, "yes": True, "on": True}
 _BOOLS.update({"false": False, "0": False, "no": False, "off": False})
 
 
-def _model_config(preset: str, overrides: list[str]):
+def _overridden(cfg, overrides: list[str], flag: str):
+    """`cfg` (a frozen dataclass) with `FIELD=VALUE` items applied; VALUE is json (a bare word is a
+    string), a bool field takes true/false; an unknown field or a wrong type names the flag."""
     import dataclasses
 
-    from lpm_npc.config import ModelConfig
-
-    cfg = ModelConfig.from_name(preset)
     changes = {}
     names = {f.name for f in dataclasses.fields(cfg) if f.init}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or key not in names:
-            raise ValueError(
-                f"--model-override {item!r}: expected FIELD=VALUE with FIELD in {sorted(names)}"
-            )
-        if isinstance(getattr(cfg, key), bool):  # a flag: true/false (any case), 1/0, yes/no
-            flag = _BOOLS.get(raw.strip().lower())
-            if flag is None:
-                raise ValueError(f"--model-override {item!r}: {key} takes true or false")
-            changes[key] = flag
+            raise ValueError(f"{flag} {item!r}: expected FIELD=VALUE with FIELD in {sorted(names)}")
+        current = getattr(cfg, key)
+        if isinstance(current, bool):  # a flag: true/false (any case), 1/0, yes/no
+            value = _BOOLS.get(raw.strip().lower())
+            if value is None:
+                raise ValueError(f"{flag} {item!r}: {key} takes true or false")
+            changes[key] = value
             continue
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
+        if isinstance(current, float) and isinstance(value, int):
+            value = float(value)
+        if isinstance(current, (int, float, str)) and type(value) is not type(current):
+            kind = {"int": "an integer", "float": "a number", "str": "a string"}
+            raise ValueError(f"{flag} {item!r}: {key} takes {kind[type(current).__name__]}")
         changes[key] = tuple(value) if isinstance(value, list) else value
     return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+def _model_config(preset: str, overrides: list[str]):
+    from lpm_npc.config import ModelConfig
+
+    return _overridden(ModelConfig.from_name(preset), overrides, "--model-override")
+
+
+def _train_config(preset: str, overrides: list[str]):
+    from lpm_npc.config import TrainConfig
+
+    fixed = {"preset", "stages"}  # the shape and the stage list are chosen by --preset
+    for item in overrides:
+        if item.partition("=")[0] in fixed:
+            raise ValueError(f"--train-override {item!r}: {sorted(fixed)} come from --preset")
+    return _overridden(TrainConfig.from_name(preset), overrides, "--train-override")
 
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from lpm_npc.config import TrainConfig
     from lpm_npc.train.distributed import init_distributed, shutdown_distributed
     from lpm_npc.train.recipe import RunOptions, run_named_stage, run_recipe
 
@@ -134,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--init-from applies to one --stage, not to --all")
     if args.data is not None and not (args.data / "manifest.json").is_file():
         raise ValueError(f"--data: no latent dataset at {args.data} (no manifest.json)")
-    train = TrainConfig.from_name(args.preset)
+    train = _train_config(args.preset, args.train_override)
     model = _model_config(train.preset, args.model_override)
     opts = RunOptions(
         out_dir=args.out,

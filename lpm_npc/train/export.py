@@ -8,7 +8,8 @@ Output (`dest/`):
 - `teacher.safetensors` the Base LPM's backbone and encoders (the `base` stage; same dtype), read
                       by `bench quality` for the student-teacher gap (the VAE is shared),
 - `recipe.json`       the training recipe, data seeds, per-stage steps / samples / seconds / losses,
-                      git commit, device, torch version.
+                      the files stages were warm-started from (`warm_starts`), git commit, device,
+                      torch version.
 The total must stay under `max_bytes` (40 MB: the default is committed to the repository).
 
 This module does not train; it reads `<run>/<stage>/final.safetensors` and `result.json`.
@@ -32,6 +33,7 @@ from lpm_npc.judge.reader import JUDGE_FILE, net_for_state, save_judge
 from lpm_npc.train.checkpoint import save_tensors_atomic, write_json_atomic
 from lpm_npc.train.distributed import DistInfo
 from lpm_npc.train.loop import StageResult, completed_result, stage_dir
+from lpm_npc.train.recipe import WARM_START_FILE
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,13 @@ def export_checkpoint(
         "export_dtype": train.export_dtype,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    warm = {}
+    for name in results:
+        path = stage_dir(run_dir, name) / WARM_START_FILE
+        if path.is_file():
+            warm[name] = json.loads(path.read_text())
+    if warm:
+        recipe["warm_starts"] = warm
     write_json_atomic(dest / "recipe.json", recipe)
     total = sum(p.stat().st_size for p in dest.iterdir() if p.is_file())
     if total > max_bytes:

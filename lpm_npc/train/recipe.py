@@ -23,6 +23,8 @@ import torch
 from safetensors.torch import load_file
 
 from lpm_npc.config import ModelConfig, TrainConfig
+from lpm_npc.digest import file_sha256
+from lpm_npc.train.checkpoint import write_json_atomic
 from lpm_npc.train.distributed import DistInfo
 from lpm_npc.train.loop import LoopOptions, StageResult, completed_result, run_stage, stage_dir
 from lpm_npc.train.stage import StageContext
@@ -41,6 +43,7 @@ STAGE_INIT: dict[str, str | None] = {
 }
 TEACHER_STAGE = "base"
 NEEDS_TEACHER = frozenset({"ode", "rollout", "refiner"})
+WARM_START_FILE = "warm_start.json"
 MODEL_STAGES: tuple[str, ...] = ("vae", "base", "causal", "ode", "rollout", "refiner")
 
 
@@ -81,6 +84,14 @@ def warm_start_weights(path: Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"--init-from: no safetensors file at {path}")
     state = load_file(str(path))
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def record_warm_start(out_dir: Path, stage: str, path: Path) -> None:
+    """`<run>/<stage>/warm_start.json`: which file the stage's student started from (the export
+    copies it into recipe.json as `warm_starts`, so a continued run says what it continued)."""
+    target = stage_dir(out_dir, stage) / WARM_START_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(target, {"from": str(path), "sha256": file_sha256(Path(path))})
 
 
 def with_concat_input(
@@ -168,6 +179,8 @@ def run_named_stage(
     if loop_overrides:
         loop = dataclasses.replace(loop, **loop_overrides)
     ctx = build_context(train, model, name, opts, info)
+    if opts.init_from is not None and info.is_main:
+        record_warm_start(opts.out_dir, name, opts.init_from)
     # Every rank builds identical initial weights (DDP also broadcasts rank 0's).
     torch.manual_seed(opts.seed)
     setup = importlib.import_module(f"lpm_npc.train.stage_{name}").build(ctx)
