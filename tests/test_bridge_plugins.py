@@ -62,9 +62,10 @@ def test_header_parses_into_the_whole_api():
     assert {"lpm_connect", "lpm_session_open", "lpm_session_poll_frame", "lpm_ring_read_slot"} <= h[
         "functions"
     ]
-    assert len(h["functions"]) == 26
+    assert len(h["functions"]) == 28
     assert set(h["structs"]) == {
         "lpm_character_info",
+        "lpm_connect_options",
         "lpm_session_options",
         "lpm_session_info",
         "lpm_frame_info",
@@ -108,7 +109,7 @@ def test_unreal_plugin_calls_only_names_of_lpm_bridge_h():
     assert not unknown, "names the header does not declare:\n" + "\n".join(unknown)
     # The plugin really goes through the bridge for each of its features.
     assert {
-        "lpm_connect",
+        "lpm_connect_with_options",
         "lpm_session_open",
         "lpm_session_close",
         "lpm_session_poll_frame",

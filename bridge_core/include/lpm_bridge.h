@@ -31,8 +31,9 @@
  *    should only copy the event (the lpm_event pointer is valid during the call only).
  *
  * Ownership.
- *  - lpm_connect creates a client; free it with lpm_client_destroy. Sessions keep what they need
- *    of the client alive, so a client may be destroyed before its sessions.
+ *  - lpm_connect / lpm_connect_with_options create a client; free it with lpm_client_destroy.
+ *    Sessions keep what they need of the client alive, so a client may be destroyed before its
+ *    sessions.
  *  - lpm_session_open creates a session; free it with lpm_session_close (exactly once; after it
  *    returns, whatever its status, the handle is invalid).
  *  - Strings passed in are copied before the call returns. Strings in output structs are fixed
@@ -100,7 +101,7 @@ typedef enum lpm_status {
     LPM_ERR_CLOSED = -11,
     /* dst is smaller than width * height * 4 bytes. */
     LPM_ERR_BUFFER_TOO_SMALL = -12,
-    /* A local file (a character sheet) could not be read. */
+    /* A local file (a character sheet, a TLS certificate or key) could not be read. */
     LPM_ERR_IO = -13,
     /* A bug in the bridge; lpm_last_error() has the details. */
     LPM_ERR_INTERNAL = -14
@@ -157,6 +158,37 @@ typedef struct lpm_character_info {
     char character_id[72];
     char version[72];         /* 64 lowercase hex digits: the content address */
 } lpm_character_info;
+
+/* Options of lpm_connect_with_options; lpm_connect_options_init fills the defaults (no token,
+ * 30 s, plaintext). Every string is NUL-terminated UTF-8; NULL and "" both mean "not set".
+ *
+ * TLS is on when `tls` is 1 or any tls_* field is set; it matches `lpm-npc serve --tls-cert F
+ * --tls-key F [--tls-client-ca F]` and `lpm-npc client --tls-ca F [--tls-cert F --tls-key F]`.
+ * Each piece of TLS material is given either as a PEM file (`*_file`: a path the bridge reads
+ * during the call, for tools, dedicated servers and desktop builds with loose files) or as the
+ * PEM text itself (`*_pem`: for engines whose packaged files are not plain files, e.g. an Unreal
+ * .pak or Android StreamingAssets; load them with the engine's file API and pass the text). Set
+ * at most one of the two for each piece. A client certificate needs its key and the other way
+ * round (mutual TLS, for a daemon started with --tls-client-ca). Keys must be unencrypted PEM
+ * (PKCS#8 "PRIVATE KEY", or "EC PRIVATE KEY" / "RSA PRIVATE KEY"). With neither tls_ca_file nor
+ * tls_ca_pem the daemon's certificate must chain to gRPC's default roots (the roots.pem it was
+ * installed with; the GRPC_DEFAULT_SSL_ROOTS_FILE_PATH environment variable overrides them),
+ * as for a certificate from a public CA.
+ * C# twin: LpmConnectOptions. */
+typedef struct lpm_connect_options {
+    const char* token;           /* sent as `authorization: Bearer <token>`; NULL = none */
+    uint32_t timeout_ms;         /* 0 = 30000: bounds the connection and every later unary call */
+    int32_t tls;                 /* 1 = TLS; 0 = plaintext unless a tls_* field is set */
+    const char* tls_ca_file;     /* the CA certificate(s) to trust, PEM (see above for neither) */
+    const char* tls_ca_pem;
+    const char* tls_cert_file;   /* mutual TLS: the client certificate (chain), PEM */
+    const char* tls_cert_pem;
+    const char* tls_key_file;    /* mutual TLS: that certificate's private key, PEM */
+    const char* tls_key_pem;
+    const char* tls_server_name; /* the name the daemon's certificate must carry when it is not the
+                                  * host of `address` (an IP address with a certificate for
+                                  * "npc.lan"); NULL = the host */
+} lpm_connect_options;
 
 /* Options of lpm_session_open; lpm_session_options_init fills the defaults.
  * C# twin: LpmSessionOptions. */
@@ -274,6 +306,29 @@ LPM_BRIDGE_API const char* lpm_last_error(void);
  * LPM_ERR_UNAVAILABLE if the daemon is not reachable within it. */
 LPM_BRIDGE_API lpm_status lpm_connect(const char* address, const char* token, uint32_t timeout_ms,
                                       lpm_client** out_client);
+/* Fills the defaults of lpm_connect_options (all zero: no token, 30 s, plaintext); NULL is a
+ * no-op. Call it first, then set the fields you need: fields added in later versions keep their
+ * defaults. */
+LPM_BRIDGE_API void lpm_connect_options_init(lpm_connect_options* options);
+/* lpm_connect with the options above, TLS and mutual TLS included. `options` NULL = the defaults
+ * (the same as lpm_connect(address, NULL, 0, ...)). The options and the files they name are read
+ * during the call; nothing is kept but the certificates' contents. Any thread.
+ * Errors, checked in this order before any network traffic (nothing is created on failure):
+ *  - LPM_ERR_INVALID_ARGUMENT: address or out_client NULL; both *_file and *_pem set for one
+ *    piece; a client certificate without its key or a key without its certificate; material that
+ *    is not PEM of the expected kind (no "-----BEGIN CERTIFICATE-----" in a CA or certificate, no
+ *    "PRIVATE KEY" block in a key, an encrypted key, a block without its END line or with bad
+ *    base64). The message names the field and the file.
+ *  - LPM_ERR_IO: a *_file that does not exist or cannot be read (the message names the field,
+ *    the path and the reason).
+ *  - LPM_ERR_UNAVAILABLE: no ready channel within timeout_ms, which over TLS includes the
+ *    handshake failures: a plaintext daemon, a daemon certificate the trusted CA did not sign
+ *    or whose names do not match the host (or tls_server_name), and a daemon that requires a
+ *    client certificate (--tls-client-ca) when none or an untrusted one was given. The message
+ *    says TLS was used and adds gRPC's last connection error when it has one. */
+LPM_BRIDGE_API lpm_status lpm_connect_with_options(const char* address,
+                                                   const lpm_connect_options* options,
+                                                   lpm_client** out_client);
 LPM_BRIDGE_API void lpm_client_destroy(lpm_client* client);
 /* A round trip (ListCharacters) that also checks the token; the number of stored character
  * versions goes to *out_character_count (may be NULL). */

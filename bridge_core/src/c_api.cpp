@@ -3,6 +3,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 
 #include "client.h"
@@ -10,6 +11,7 @@
 #include "frame_ring.h"
 #include "lpm_bridge.h"
 #include "session.h"
+#include "tls.h"
 
 struct lpm_client {
   std::shared_ptr<lpm::ClientCore> core;
@@ -103,6 +105,7 @@ uint32_t lpm_struct_size(const char* struct_name) {
   };
   static const Entry kSizes[] = {
       {"lpm_character_info", sizeof(lpm_character_info)},
+      {"lpm_connect_options", sizeof(lpm_connect_options)},
       {"lpm_session_options", sizeof(lpm_session_options)},
       {"lpm_session_info", sizeof(lpm_session_info)},
       {"lpm_frame_info", sizeof(lpm_frame_info)},
@@ -123,12 +126,30 @@ const char* lpm_last_error(void) { return lpm::last_error(); }
 
 lpm_status lpm_connect(const char* address, const char* token, uint32_t timeout_ms,
                        lpm_client** out_client) {
+  lpm_connect_options options;
+  lpm_connect_options_init(&options);
+  options.token = token;
+  options.timeout_ms = timeout_ms;
+  return lpm_connect_with_options(address, &options, out_client);
+}
+
+void lpm_connect_options_init(lpm_connect_options* options) {
+  if (options == nullptr) return;
+  *options = lpm_connect_options{};
+}
+
+lpm_status lpm_connect_with_options(const char* address, const lpm_connect_options* options,
+                                    lpm_client** out_client) {
   return guarded([&] {
     require(out_client, "out_client");
     *out_client = nullptr;
     require(address, "address");
+    lpm_connect_options defaults;
+    lpm_connect_options_init(&defaults);
+    const lpm_connect_options& o = options != nullptr ? *options : defaults;
+    std::optional<lpm::TlsMaterial> tls = lpm::load_tls(o);
     auto client = std::make_unique<lpm_client>();
-    client->core = lpm::ClientCore::connect(address, token ? token : "", timeout_ms);
+    client->core = lpm::ClientCore::connect(address, o.token ? o.token : "", o.timeout_ms, tls);
     *out_client = client.release();
     return LPM_OK;
   });

@@ -72,7 +72,8 @@ BridgeError rpc_error(const grpc::Status& status, const std::string& what) {
 }
 
 std::shared_ptr<ClientCore> ClientCore::connect(const std::string& address,
-                                                const std::string& token, uint32_t timeout_ms) {
+                                                const std::string& token, uint32_t timeout_ms,
+                                                const std::optional<TlsMaterial>& tls) {
   if (address.empty()) throw BridgeError(LPM_ERR_INVALID_ARGUMENT, "address is empty: give host:port");
   auto core = std::make_shared<ClientCore>();
   core->address_ = address;
@@ -81,14 +82,53 @@ std::shared_ptr<ClientCore> ClientCore::connect(const std::string& address,
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
-  core->channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-  if (!core->channel_->WaitForConnected(std::chrono::system_clock::now() + core->timeout_))
-    throw BridgeError(LPM_ERR_UNAVAILABLE, "could not connect to the daemon at " + address +
-                                               " within " + std::to_string(core->timeout_.count()) +
-                                               " ms (is `lpm-npc serve` running there?)");
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (tls) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = tls->root_certs_pem;
+    ssl.pem_cert_chain = tls->cert_chain_pem;
+    ssl.pem_private_key = tls->private_key_pem;
+    credentials = grpc::SslCredentials(ssl);
+    if (!tls->server_name.empty()) args.SetSslTargetNameOverride(tls->server_name);
+  }
+  core->channel_ = grpc::CreateCustomChannel(address, credentials, args);
   core->characters_ = v1::Characters::NewStub(core->channel_);
   core->sessions_ = v1::Sessions::NewStub(core->channel_);
+  if (!core->channel_->WaitForConnected(std::chrono::system_clock::now() + core->timeout_)) {
+    std::string message = "could not connect to the daemon at " + address + " within " +
+                          std::to_string(core->timeout_.count()) + " ms";
+    if (tls) {
+      message += " over " + tls->description +
+                 "; check that `lpm-npc serve` runs there with --tls-cert and a certificate for "
+                 "this host signed by that CA, whether it wants a client certificate "
+                 "(--tls-client-ca)";
+      // A key of another certificate is only found by the TLS library, which then makes no
+      // connection attempt at all (gRPC logs "Invalid private key").
+      if (!tls->cert_chain_pem.empty()) message += ", and that the client key belongs to the client certificate";
+    } else {
+      message += " in plaintext; check that `lpm-npc serve` runs there (without --tls-cert: a TLS "
+                 "daemon needs the TLS options)";
+    }
+    std::string reason = core->last_connection_error();
+    if (!reason.empty()) message += "; gRPC: " + reason;
+    throw BridgeError(LPM_ERR_UNAVAILABLE, message);
+  }
   return core;
+}
+
+std::string ClientCore::last_connection_error() const {
+  // A fail-fast call on a channel in TRANSIENT_FAILURE ends at once with gRPC's reason for the
+  // last failed attempt (refused, handshake failed, certificate verify failed, ...).
+  grpc::ClientContext context;
+  context.set_wait_for_ready(false);
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1000));
+  v1::ListCharactersRequest request;
+  v1::ListCharactersResponse response;
+  grpc::Status status = characters_->ListCharacters(&context, request, &response);
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return "";
+  std::string reason = status.error_message();
+  while (!reason.empty() && (reason.back() == ' ' || reason.back() == ':')) reason.pop_back();
+  return reason;
 }
 
 void ClientCore::prepare(grpc::ClientContext* context, bool with_deadline) const {

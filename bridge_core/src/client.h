@@ -1,26 +1,30 @@
-// ClientCore: one gRPC channel to the daemon with the two service stubs, the token and the
-// timeout of unary calls; the character calls (ping, register a sheet directory). Sessions hold
-// a shared_ptr to it, so a client can be destroyed before its sessions.
+// ClientCore: one gRPC channel to the daemon (plaintext, or TLS from tls.h) with the two service
+// stubs, the token and the timeout of unary calls; the character calls (ping, register a sheet
+// directory). Sessions hold a shared_ptr to it, so a client can be destroyed before its sessions.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "errors.h"
 #include "lpm_bridge.h"
 #include "lpm_npc/v1/characters.grpc.pb.h"
 #include "lpm_npc/v1/sessions.grpc.pb.h"
+#include "tls.h"
 
 namespace lpm {
 
 class ClientCore {
  public:
-  // Creates the channel and waits until it is ready (BridgeError UNAVAILABLE otherwise).
+  // Creates the channel (TLS when `tls` is set) and waits until it is ready (BridgeError
+  // UNAVAILABLE otherwise, with gRPC's last connection error when it has one).
   static std::shared_ptr<ClientCore> connect(const std::string& address, const std::string& token,
-                                             uint32_t timeout_ms);
+                                             uint32_t timeout_ms,
+                                             const std::optional<TlsMaterial>& tls);
 
   // Adds the token metadata and, for unary calls, the deadline.
   void prepare(grpc::ClientContext* context, bool with_deadline) const;
@@ -37,6 +41,9 @@ class ClientCore {
   lpm_npc::v1::Sessions::Stub& sessions() const { return *sessions_; }
 
  private:
+  // gRPC's reason why the channel is not ready ("" when it gives none); at most about 1 s.
+  std::string last_connection_error() const;
+
   std::string address_;
   std::string authorization_;  // "Bearer <token>" or empty
   std::chrono::milliseconds timeout_{30000};

@@ -2,6 +2,10 @@
 // character, opens an SHM session, streams a wav in real-time-sized chunks, reads >= 48 frames
 // from the ring (seq rises, pts monotonic and on the documented clock, pixels vary), interrupts
 // (PlaybackFinished{interrupted}), closes; then a short INLINE session with the event queue.
+// `tls` and `mutual_tls` start their own daemons with certificates made by tests/tls_fixture.py
+// and check that the right clients get in (files and PEM text, a session's frames over TLS) and
+// the wrong ones are refused with LPM_ERR_UNAVAILABLE: plaintext, an untrusted CA, a wrong server
+// name, no or an untrusted client certificate.
 //
 // The daemon on a busy 2-core machine generates slower than real time, so the test waits for
 // frames and events with generous overall deadlines and never asserts timing.
@@ -130,7 +134,162 @@ void inline_session(lpm_client* client) {
   std::cout << "RESULT inline frames_read=" << inline_frames << " frame_events=" << queued_frame_events << std::endl;
 }
 
+// A TLS daemon of its own: fast random test-tiny weights, no capacity measurement (the TLS
+// cases check the transport, not generation).
+lpmtest::DaemonOptions tls_daemon(const std::string& pki, bool require_client_certificate) {
+  lpmtest::DaemonOptions options;
+  options.allow_external = false;
+  options.extra_args = {"--random-weights", "--preset", "test-tiny", "--no-measure-capacity",
+                        "--tls-cert", pki + "/server.pem", "--tls-key", pki + "/server.key"};
+  if (require_client_certificate) {
+    options.extra_args.push_back("--tls-client-ca");
+    options.extra_args.push_back(pki + "/ca.pem");
+  }
+  return options;
+}
+
+// Short: the refused cases wait the whole timeout (gRPC retries a failed handshake until then).
+constexpr uint32_t kRefusedTimeoutMs = 3000;
+
+// A client the daemon must not serve: refused when connecting (the connect message names how it
+// connected: `needle`) or, should the TLS 1.3 handshake complete on the client's side before the
+// daemon rejects its certificate, at the first call. Either way with LPM_ERR_UNAVAILABLE and a
+// message naming the address; never served.
+void check_refused(const std::string& address, const lpm_connect_options& options,
+                   const std::string& what, const std::string& needle) {
+  lpm_client* client = nullptr;
+  int status = lpm_connect_with_options(address.c_str(), &options, &client);
+  std::string message = lpm_last_error();
+  if (status == LPM_OK) {
+    CHECK(client != nullptr);
+    status = lpm_client_ping(client, nullptr);
+    message = lpm_last_error();
+    lpm_client_destroy(client);
+    CHECK_MSG(status == LPM_ERR_UNAVAILABLE, what << ": ping returned " << lpm_status_name(status) << ": " << message);
+    std::cout << "  refused " << what << " at the first call: " << message << std::endl;
+  } else {
+    CHECK_MSG(status == LPM_ERR_UNAVAILABLE, what << ": connect returned " << lpm_status_name(status) << ": " << message);
+    CHECK(client == nullptr);
+    CHECK_MSG(message.find(needle) != std::string::npos, "'" << needle << "' not in: " << message);
+    std::cout << "  refused " << what << " at connect: " << message << std::endl;
+  }
+  CHECK_MSG(message.find(address) != std::string::npos, message);
+}
+
+// Connects, pings (a unary call through the TLS channel) and returns the client.
+lpm_client* connect_ok(const std::string& address, const lpm_connect_options& options, const std::string& what) {
+  lpm_client* client = nullptr;
+  CHECK_MSG(lpm_connect_with_options(address.c_str(), &options, &client) == LPM_OK, what << ": " << lpm_last_error());
+  uint32_t stored = 0;
+  CHECK_MSG(lpm_client_ping(client, &stored) == LPM_OK, what << ": ping: " << lpm_last_error());
+  std::cout << "  connected " << what << " (" << stored << " versions stored)" << std::endl;
+  return client;
+}
+
+// A session over the TLS channel: its Converse stream delivers a frame.
+void one_frame_over(lpm_client* client, const std::string& repo) {
+  lpm_character_info character;
+  std::string sheet = repo + "/samples/characters/mira";
+  CHECK_STATUS(LPM_OK, lpm_register_character_dir(client, sheet.c_str(), "mira", &character));
+  lpm_session_options options;
+  lpm_session_options_init(&options);
+  options.character = "mira";
+  options.idle_policy = LPM_IDLE_ANIMATE_PRIORITY;  // its idle chunks are never skipped
+  lpm_session* session = nullptr;
+  CHECK_STATUS(LPM_OK, lpm_session_open(client, &options, &session));
+  lpm_session_info info;
+  CHECK_STATUS(LPM_OK, lpm_session_get_info(session, &info));
+  lpm_frame_info frame;
+  auto deadline = Clock::now() + seconds(300);
+  for (;;) {
+    CHECK_MSG(Clock::now() < deadline, "no frame over TLS in 300 s");
+    int status = lpm_session_next_frame(session, 0, nullptr, 0, &frame);
+    if (status == LPM_OK) break;
+    CHECK_STATUS(LPM_NO_DATA, status);
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  CHECK(frame.width == info.width && frame.pixels != nullptr);
+  CHECK_STATUS(LPM_OK, lpm_session_close(session, nullptr));
+  std::cout << "  a " << info.width << "x" << info.height << " frame (seq " << frame.seq << ", "
+            << (info.delivery == LPM_DELIVERY_SHM ? "SHM" : "INLINE") << ") over TLS" << std::endl;
+}
+
 }  // namespace
+
+TEST_CASE(tls) {
+  const std::string repo = lpmtest::env("LPM_REPO_ROOT", ".");
+  const std::string pki = lpmtest::make_temp_dir("lpm-bridge-pki-");
+  lpmtest::make_pki(pki);
+  const std::string ca = pki + "/ca.pem", other_ca = pki + "/other-ca.pem";
+  const std::string ca_text = lpmtest::read_text_file(ca);
+  lpmtest::Daemon daemon(tls_daemon(pki, false));
+  const std::string& address = daemon.address();
+
+  lpm_connect_options options;
+  lpm_connect_options_init(&options);
+  options.timeout_ms = 120000;
+  options.tls_ca_file = ca.c_str();
+  lpm_client* client = connect_ok(address, options, "with tls_ca_file");
+  one_frame_over(client, repo);
+  lpm_client_destroy(client);
+
+  lpm_connect_options_init(&options);
+  options.timeout_ms = 120000;
+  options.tls_ca_pem = ca_text.c_str();
+  options.tls_server_name = "localhost";  // the certificate names both 127.0.0.1 and localhost
+  lpm_client_destroy(connect_ok(address, options, "with tls_ca_pem and tls_server_name localhost"));
+
+  lpm_connect_options_init(&options);
+  options.timeout_ms = kRefusedTimeoutMs;
+  check_refused(address, options, "a plaintext client", "in plaintext");
+  options.tls_ca_file = other_ca.c_str();
+  check_refused(address, options, "a client trusting another CA", "over TLS trusting options.tls_ca_file " + other_ca);
+  options.tls_ca_file = ca.c_str();
+  options.tls_server_name = "npc.example";
+  check_refused(address, options, "a client expecting another server name", "expecting the name npc.example");
+  // lpm_connect is the plaintext connection.
+  lpm_client* plain = nullptr;
+  CHECK_STATUS(LPM_ERR_UNAVAILABLE, lpm_connect(address.c_str(), nullptr, kRefusedTimeoutMs, &plain));
+  CHECK(plain == nullptr);
+  lpmtest::remove_tree(pki);
+}
+
+TEST_CASE(mutual_tls) {
+  const std::string pki = lpmtest::make_temp_dir("lpm-bridge-pki-");
+  lpmtest::make_pki(pki);
+  const std::string ca = pki + "/ca.pem", cert = pki + "/client.pem", key = pki + "/client.key";
+  const std::string cert_text = lpmtest::read_text_file(cert), key_text = lpmtest::read_text_file(key);
+  const std::string other_cert = pki + "/other-client.pem", other_key = pki + "/other-client.key";
+  lpmtest::Daemon daemon(tls_daemon(pki, true));
+  const std::string& address = daemon.address();
+
+  lpm_connect_options options;
+  lpm_connect_options_init(&options);
+  options.timeout_ms = 120000;
+  options.tls_ca_file = ca.c_str();
+  options.tls_cert_file = cert.c_str();
+  options.tls_key_file = key.c_str();
+  lpm_client_destroy(connect_ok(address, options, "with the client certificate files"));
+  options.tls_cert_file = nullptr;
+  options.tls_key_file = nullptr;
+  options.tls_cert_pem = cert_text.c_str();
+  options.tls_key_pem = key_text.c_str();
+  lpm_client_destroy(connect_ok(address, options, "with the client certificate as PEM text"));
+
+  options.timeout_ms = kRefusedTimeoutMs;
+  options.tls_cert_pem = nullptr;
+  options.tls_key_pem = nullptr;
+  check_refused(address, options, "a TLS client without a certificate", "without a client certificate");
+  options.tls_cert_file = other_cert.c_str();
+  options.tls_key_file = other_key.c_str();
+  check_refused(address, options, "a client certificate of another CA", "with the client certificate options.tls_cert_file " + other_cert);
+  options.tls_cert_file = cert.c_str();
+  check_refused(address, options, "a client key of another certificate", "the client key belongs to the client certificate");
+  lpm_connect_options_init(&options);
+  options.timeout_ms = kRefusedTimeoutMs;
+  check_refused(address, options, "a plaintext client", "in plaintext");
+  lpmtest::remove_tree(pki);
+}
 
 TEST_CASE(shm_session) {
   const std::string repo = lpmtest::env("LPM_REPO_ROOT", ".");
@@ -139,6 +298,12 @@ TEST_CASE(shm_session) {
   CHECK_STATUS(LPM_OK, lpm_connect(daemon.address().c_str(), daemon.token().c_str(), 120000, &client));
   uint32_t stored = 0;
   CHECK_STATUS(LPM_OK, lpm_client_ping(client, &stored));
+  if (daemon.token().empty()) {  // NULL options: what lpm_connect does without a token
+    lpm_client* defaults = nullptr;
+    CHECK_STATUS(LPM_OK, lpm_connect_with_options(daemon.address().c_str(), nullptr, &defaults));
+    CHECK_STATUS(LPM_OK, lpm_client_ping(defaults, nullptr));
+    lpm_client_destroy(defaults);
+  }
 
   lpm_character_info character;
   std::string sheet = repo + "/samples/characters/mira";

@@ -229,16 +229,39 @@ std::vector<int16_t> read_wav_pcm16(const std::string& path) {
   throw Failure{path + ": no data chunk"};
 }
 
-Daemon::Daemon() {
-  token_ = env("LPM_NPC_TOKEN");
-  address_ = env("LPM_NPC_ADDRESS");
+void make_pki(const std::string& dir) {
+  std::string script = env("LPM_TLS_FIXTURE");
+  if (script.empty()) throw Failure{"LPM_TLS_FIXTURE is not set (run the tests through ctest)"};
+  Child child({env("LPM_PYTHON", "python3"), script, dir});
+  child.close_stdin();
+  std::string out, line;
+  while (child.read_line(&line, std::chrono::milliseconds(60000))) out += line + "\n";
+  int status = child.wait(std::chrono::milliseconds(60000));
+  if (status != 0)
+    throw Failure{"tls_fixture.py failed (exit " + std::to_string(status) +
+                  "; it needs the `cryptography` package): " + out};
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Failure{"cannot open " + path};
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+Daemon::Daemon(const DaemonOptions& options) {
+  if (options.allow_external) {
+    token_ = env("LPM_NPC_TOKEN");
+    address_ = env("LPM_NPC_ADDRESS");
+  }
   if (!address_.empty()) {
     std::cout << "using the daemon at LPM_NPC_ADDRESS=" << address_ << std::endl;
     return;
   }
   std::string exe = env("LPM_NPC_EXECUTABLE", "lpm-npc");
   store_ = make_temp_dir("lpm-bridge-store-");
-  child_ = new Child({exe, "serve", "--host", "127.0.0.1", "--port", "0", "--store", store_});
+  std::vector<std::string> argv = {exe, "serve", "--host", "127.0.0.1", "--port", "0", "--store", store_};
+  argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
+  child_ = new Child(argv);
   std::string line;
   // Loading the checkpoint takes a while on a busy machine.
   while (child_->read_line(&line, std::chrono::milliseconds(180000))) {

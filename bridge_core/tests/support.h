@@ -101,11 +101,25 @@ std::string ring_file(const std::string& name);
 // 16-bit mono WAV samples (checks the format: PCM16, mono, 16 kHz).
 std::vector<int16_t> read_wav_pcm16(const std::string& path);
 
-// The daemon for integration tests: LPM_NPC_ADDRESS when set, else `lpm-npc serve --port 0`
-// with a fresh store, stopped (SIGTERM) on destruction.
+// Writes the TLS tests' certificates into `dir` (tests/tls_fixture.py: ca, server, client,
+// other-ca, other-client; .pem certificates and .key keys).
+void make_pki(const std::string& dir);
+// The whole file (a test reads PEM files to pass them as text).
+std::string read_text_file(const std::string& path);
+
+struct DaemonOptions {
+  // Arguments after `serve --host 127.0.0.1 --port 0 --store DIR` (e.g. --tls-cert F --tls-key F).
+  std::vector<std::string> extra_args;
+  // Use LPM_NPC_ADDRESS (and LPM_NPC_TOKEN) when set instead of starting a daemon; tests that
+  // need a daemon started in a particular way (TLS) say false.
+  bool allow_external = true;
+};
+
+// The daemon for integration tests: LPM_NPC_ADDRESS when set (and allowed), else
+// `lpm-npc serve --port 0` with a fresh store, stopped (SIGTERM) on destruction.
 class Daemon {
  public:
-  Daemon();
+  explicit Daemon(const DaemonOptions& options = DaemonOptions());
   ~Daemon();
   const std::string& address() const { return address_; }
   const std::string& token() const { return token_; }

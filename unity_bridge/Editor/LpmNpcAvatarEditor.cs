@@ -1,5 +1,5 @@
 // Inspector of LpmNpcAvatar: the default fields and a "Test connection" button that connects to
-// the daemon with the component's address and token and lists what it stores.
+// the daemon with the component's address, token and TLS settings and lists what it stores.
 using System;
 using UnityEditor;
 using UnityEngine;
@@ -21,8 +21,9 @@ namespace LpmNpc.Editor
             {
                 try
                 {
-                    // A short timeout: the editor waits for the answer.
-                    using (var client = LpmNpcClient.Connect(avatar.daemonAddress, string.IsNullOrEmpty(avatar.token) ? null : avatar.token, 3000))
+                    LpmConnectSettings connection = avatar.ConnectSettings();
+                    connection.TimeoutMs = 3000;  // short: the editor waits for the answer
+                    using (var client = LpmNpcClient.Connect(avatar.daemonAddress, connection))
                     {
                         uint versions = client.Ping();
                         result = "Connected to " + avatar.daemonAddress + ": " + versions + " character version(s) stored.";

@@ -34,6 +34,18 @@ namespace LpmNpc
         [Tooltip("Connection and call timeout, ms")]
         public int timeoutMs = 10000;
 
+        [Header("TLS (a daemon started with --tls-cert)")]
+        [Tooltip("Connect with TLS; on by itself when a TLS file below is set")]
+        public bool useTls = false;
+        [Tooltip("PEM file of the CA that signed the daemon's certificate: absolute, or relative to StreamingAssets (empty = the default roots)")]
+        public string tlsCaFile = "";
+        [Tooltip("Mutual TLS (--tls-client-ca): this client's certificate, PEM file, absolute or relative to StreamingAssets")]
+        public string tlsCertFile = "";
+        [Tooltip("Mutual TLS: that certificate's unencrypted private key, PEM file, absolute or relative to StreamingAssets")]
+        public string tlsKeyFile = "";
+        [Tooltip("The name on the daemon's certificate when it is not the address's host (empty = the host)")]
+        public string tlsServerName = "";
+
         [Header("Character")]
         [Tooltip("Registered character: ID or ID@VERSION")]
         public string character = "mira";
@@ -99,21 +111,45 @@ namespace LpmNpc
             };
             string sheet = string.IsNullOrEmpty(registerSheetFromStreamingAssets)
                 ? null : System.IO.Path.Combine(Application.streamingAssetsPath, registerSheetFromStreamingAssets);
-            string address = daemonAddress, bearer = token;
-            uint timeout = (uint)Mathf.Max(0, timeoutMs);
+            string address = daemonAddress;
+            LpmConnectSettings connection = ConnectSettings();
             int generation;
             lock (openLock) generation = ++openGeneration;
-            Task.Run(() => Open(generation, address, bearer, timeout, sheet, settings));
+            Task.Run(() => Open(generation, address, connection, sheet, settings));
         }
 
-        void Open(int generation, string address, string bearer, uint timeout, string sheet, LpmSessionSettings settings)
+        /// <summary>The connection fields as LpmConnectSettings, TLS file paths resolved against
+        /// StreamingAssets (main thread: it reads Application.streamingAssetsPath). On Android the
+        /// StreamingAssets are inside the APK, not files: give absolute paths (e.g. under
+        /// Application.persistentDataPath) or connect with LpmConnectSettings.TlsCaPem yourself.</summary>
+        public LpmConnectSettings ConnectSettings()
+        {
+            return new LpmConnectSettings
+            {
+                Token = string.IsNullOrEmpty(token) ? null : token,
+                TimeoutMs = (uint)Mathf.Max(0, timeoutMs),
+                Tls = useTls,
+                TlsCaFile = ResolveTlsFile(tlsCaFile),
+                TlsCertFile = ResolveTlsFile(tlsCertFile),
+                TlsKeyFile = ResolveTlsFile(tlsKeyFile),
+                TlsServerName = string.IsNullOrEmpty(tlsServerName) ? null : tlsServerName,
+            };
+        }
+
+        static string ResolveTlsFile(string path)
+        {
+            if (string.IsNullOrEmpty(path)) return null;
+            return System.IO.Path.IsPathRooted(path) ? path : System.IO.Path.Combine(Application.streamingAssetsPath, path);
+        }
+
+        void Open(int generation, string address, LpmConnectSettings connection, string sheet, LpmSessionSettings settings)
         {
             LpmNpcClient c = null;
             LpmNpcSession s = null;
             string error = null;
             try
             {
-                c = LpmNpcClient.Connect(address, string.IsNullOrEmpty(bearer) ? null : bearer, timeout);
+                c = LpmNpcClient.Connect(address, connection);
                 if (sheet != null) c.RegisterCharacterDirectory(sheet, settings.Character);
                 s = c.OpenSession(settings);
             }

@@ -1,8 +1,11 @@
 // The engine-agnostic C# of com.lpmnpc.bridge against a live daemon, through the bridge_core
 // shared library (P/Invoke), run by unity_bridge/ci/test.sh under mono:
-//   mono BridgeTest.exe HOST:PORT REPO_ROOT
-// Unit checks of the audio helpers, then: register a sample character, open a session, stream a
-// wav in real time (float32 pieces), read >= 48 frames (seq rises, pixels vary), interrupt
+//   mono BridgeTest.exe HOST:PORT REPO_ROOT [TLS_HOST:PORT PKI_DIR]
+// Unit checks of the audio helpers; with a mutual-TLS daemon (TLS_HOST:PORT, certificates from
+// bridge_core/tests/tls_fixture.py in PKI_DIR): LpmConnectSettings with files and with PEM text
+// get in, no client certificate is Unavailable, a missing file and a certificate without its key
+// fail with their field named. Then: register a sample character, open a session, stream a wav in
+// real time (float32 pieces), read >= 48 frames (seq rises, pixels vary), interrupt
 // (PlaybackFinished{interrupted}), close. Waits generously; never asserts timing.
 using System;
 using System.Collections.Generic;
@@ -99,11 +102,52 @@ static class BridgeTest
         }
     }
 
+    // Connect must throw `expected` with a message containing `needle`.
+    static void CheckRefused(string address, LpmConnectSettings settings, LpmStatus expected, string needle, string what)
+    {
+        try
+        {
+            LpmNpcClient.Connect(address, settings).Dispose();
+            Check(false, what + " is refused");
+        }
+        catch (LpmNpcException e)
+        {
+            Check(e.Status == expected, what + ": " + expected + ", got " + e.Status + ": " + e.Message);
+            Check(e.Message.Contains(needle), what + ": the message names " + needle + ": " + e.Message);
+            Console.WriteLine("PASS " + what + ": " + e.Message);
+        }
+    }
+
+    static void CheckTls(string address, string pki)
+    {
+        string ca = Path.Combine(pki, "ca.pem"), cert = Path.Combine(pki, "client.pem"), key = Path.Combine(pki, "client.key");
+        var files = new LpmConnectSettings { TimeoutMs = 60000, TlsCaFile = ca, TlsCertFile = cert, TlsKeyFile = key };
+        using (var client = LpmNpcClient.Connect(address, files)) client.Ping();
+        Console.WriteLine("PASS mutual TLS with PEM files");
+        var texts = new LpmConnectSettings
+        {
+            TimeoutMs = 60000,
+            TlsCaPem = File.ReadAllText(ca),
+            TlsCertPem = File.ReadAllText(cert),
+            TlsKeyPem = File.ReadAllText(key),
+            TlsServerName = "localhost",
+        };
+        using (var client = LpmNpcClient.Connect(address, texts)) client.Ping();
+        Console.WriteLine("PASS mutual TLS with PEM text");
+        CheckRefused(address, new LpmConnectSettings { TimeoutMs = 3000, TlsCaFile = ca }, LpmStatus.Unavailable,
+            "without a client certificate", "TLS without the client certificate");
+        string missing = Path.Combine(pki, "missing.pem");
+        CheckRefused(address, new LpmConnectSettings { TlsCaFile = missing }, LpmStatus.Io,
+            "options.tls_ca_file " + missing + ": no such file", "a missing CA file");
+        CheckRefused(address, new LpmConnectSettings { TlsCaFile = ca, TlsCertFile = cert }, LpmStatus.InvalidArgument,
+            "options.tls_cert_file " + cert + " is set without a key", "a certificate without its key");
+    }
+
     static int Main(string[] args)
     {
-        if (args.Length != 2)
+        if (args.Length != 2 && args.Length != 4)
         {
-            Console.Error.WriteLine("usage: mono BridgeTest.exe HOST:PORT REPO_ROOT");
+            Console.Error.WriteLine("usage: mono BridgeTest.exe HOST:PORT REPO_ROOT [TLS_HOST:PORT PKI_DIR]");
             return 2;
         }
         string address = args[0], repo = args[1];
@@ -111,6 +155,7 @@ static class BridgeTest
         {
             CheckAudioHelpers();
             CheckErrors(repo);
+            if (args.Length == 4) CheckTls(args[2], args[3]);
             Run(address, repo);
             Console.WriteLine("PASS mono bridge test");
             return 0;

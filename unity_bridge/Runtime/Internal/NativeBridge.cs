@@ -3,6 +3,7 @@
 // marshalled sizes with lpm_struct_size() once, so a stale native library fails loudly instead
 // of corrupting memory. Engine-agnostic: compiled by mono's mcs in CI as well as by Unity.
 using System;
+using System.Collections.Generic;
 using System.Runtime.InteropServices;
 using System.Text;
 
@@ -54,6 +55,23 @@ namespace LpmNpc
 
         public string CharacterId { get { return NativeBridge.FromUtf8(CharacterIdUtf8); } }
         public string Version { get { return NativeBridge.FromUtf8(VersionUtf8); } }
+    }
+
+    /// <summary>Filled by LpmNpcClient.Connect from LpmConnectSettings; the strings are UTF-8
+    /// pointers owned by the caller (IntPtr.Zero = not set). C twin: lpm_connect_options.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct LpmConnectOptions
+    {
+        public IntPtr Token;
+        public uint TimeoutMs;
+        public int Tls;
+        public IntPtr TlsCaFile;
+        public IntPtr TlsCaPem;
+        public IntPtr TlsCertFile;
+        public IntPtr TlsCertPem;
+        public IntPtr TlsKeyFile;
+        public IntPtr TlsKeyPem;
+        public IntPtr TlsServerName;
     }
 
     /// <summary>C twin: lpm_session_options (the strings are UTF-8 pointers owned by the caller).</summary>
@@ -194,6 +212,12 @@ namespace LpmNpc
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl, EntryPoint = "lpm_connect")]
         internal static extern int lpm_connect(byte[] addressUtf8, byte[] tokenUtf8, uint timeoutMs, out IntPtr client);
 
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl, EntryPoint = "lpm_connect_options_init")]
+        internal static extern void lpm_connect_options_init(out LpmConnectOptions options);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl, EntryPoint = "lpm_connect_with_options")]
+        internal static extern int lpm_connect_with_options(byte[] addressUtf8, ref LpmConnectOptions options, out IntPtr client);
+
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl, EntryPoint = "lpm_client_destroy")]
         internal static extern void lpm_client_destroy(IntPtr client);
 
@@ -272,6 +296,7 @@ namespace LpmNpc
                 if (version != AbiVersion)
                     throw new LpmNpcException(LpmStatus.AbiMismatch, "lpm_bridge ABI version " + version + ", these bindings need " + AbiVersion);
                 CheckSize("lpm_character_info", typeof(LpmCharacterInfo));
+                CheckSize("lpm_connect_options", typeof(LpmConnectOptions));
                 CheckSize("lpm_session_options", typeof(LpmSessionOptions));
                 CheckSize("lpm_session_info", typeof(LpmSessionInfo));
                 CheckSize("lpm_frame_info", typeof(LpmFrameInfo));
@@ -298,6 +323,16 @@ namespace LpmNpc
             byte[] bytes = new byte[Encoding.UTF8.GetByteCount(s) + 1];
             Encoding.UTF8.GetBytes(s, 0, s.Length, bytes, 0);
             return bytes;
+        }
+
+        /// <summary>A pinned NUL-terminated UTF-8 copy of `s` for a string field of an interop struct
+        /// (IntPtr.Zero for null or ""); the caller frees every handle in `pins` after the call.</summary>
+        internal static IntPtr PinUtf8(string s, List<GCHandle> pins)
+        {
+            if (string.IsNullOrEmpty(s)) return IntPtr.Zero;
+            GCHandle pin = GCHandle.Alloc(ToUtf8(s), GCHandleType.Pinned);
+            pins.Add(pin);
+            return pin.AddrOfPinnedObject();
         }
 
         internal static string FromUtf8(byte[] bytes)

@@ -6,6 +6,7 @@
 #include "GameFramework/Actor.h"
 #include "HAL/PlatformTime.h"
 #include "Kismet/GameplayStatics.h"
+#include "Misc/Paths.h"
 #include "LpmNpcAudio.h"
 #include "LpmNpcModule.h"
 #include "LpmNpcNative.h"
@@ -70,6 +71,16 @@ void ULpmNpcComponent::OpenSession()
 	Params.Address = DaemonAddress.IsEmpty() ? Settings->DaemonAddress : DaemonAddress;
 	Params.Token = Settings->Token;
 	Params.TimeoutMs = static_cast<uint32>(FMath::Max(Settings->TimeoutMs, 100));
+	Params.bTls = Settings->bUseTls;
+	// Relative paths are under the project directory (the settings' file picker writes them so).
+	auto ResolveTlsFile = [](const FFilePath& File)
+	{
+		return File.FilePath.IsEmpty() || !FPaths::IsRelative(File.FilePath) ? File.FilePath : FPaths::Combine(FPaths::ProjectDir(), File.FilePath);
+	};
+	Params.TlsCaFile = ResolveTlsFile(Settings->TlsCaFile);
+	Params.TlsCertFile = ResolveTlsFile(Settings->TlsCertFile);
+	Params.TlsKeyFile = ResolveTlsFile(Settings->TlsKeyFile);
+	Params.TlsServerName = Settings->TlsServerName;
 	Params.Character = Character;
 	Params.Prompt = Prompt;
 	Params.Seed = static_cast<uint64>(Seed);

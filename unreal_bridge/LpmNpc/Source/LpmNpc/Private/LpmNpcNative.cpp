@@ -1,5 +1,33 @@
 #include "LpmNpcNative.h"
 
+#include "Misc/FileHelper.h"
+
+namespace
+{
+	/** Reads one TLS file of the settings into OutPem ("" when Path is empty). */
+	bool LoadPem(const FString& Path, const TCHAR* Setting, FString& OutPem, FString& OutError)
+	{
+		OutPem.Reset();
+		if (Path.IsEmpty())
+		{
+			return true;
+		}
+		if (!FFileHelper::LoadFileToString(OutPem, *Path))
+		{
+			OutError = FString::Printf(TEXT("Project Settings > LPM NPC > %s: cannot read %s (missing, or not staged with the game: "
+				"Project Settings > Packaging > Additional Non-Asset Directories to Package)"), Setting, *Path);
+			return false;
+		}
+		if (OutPem.IsEmpty())
+		{
+			// The bridge would take "" as "not set" (the default roots, no client certificate).
+			OutError = FString::Printf(TEXT("Project Settings > LPM NPC > %s: %s is empty; expected PEM"), Setting, *Path);
+			return false;
+		}
+		return true;
+	}
+}
+
 FLpmNpcNative::~FLpmNpcNative()
 {
 	Close();
@@ -12,12 +40,39 @@ FString FLpmNpcNative::Describe(int32 Status, const TCHAR* Call)
 
 bool FLpmNpcNative::Open(const FLpmNpcOpenParams& Params, FString& OutError)
 {
+	FString CaPem, CertPem, KeyPem;
+	if (!LoadPem(Params.TlsCaFile, TEXT("TLS CA File"), CaPem, OutError)
+		|| !LoadPem(Params.TlsCertFile, TEXT("TLS Client Certificate File"), CertPem, OutError)
+		|| !LoadPem(Params.TlsKeyFile, TEXT("TLS Client Key File"), KeyPem, OutError))
+	{
+		return false;
+	}
 	const FTCHARToUTF8 Address(*Params.Address);
 	const FTCHARToUTF8 Token(*Params.Token);
-	int32 Status = lpm_connect(Address.Get(), Token.Length() > 0 ? Token.Get() : nullptr, Params.TimeoutMs, &Client);
+	const FTCHARToUTF8 CaUtf8(*CaPem);
+	const FTCHARToUTF8 CertUtf8(*CertPem);
+	const FTCHARToUTF8 KeyUtf8(*KeyPem);
+	const FTCHARToUTF8 ServerName(*Params.TlsServerName);
+	lpm_connect_options Connection;
+	lpm_connect_options_init(&Connection);
+	// Empty strings are "not set" for the bridge.
+	Connection.token = Token.Get();
+	Connection.timeout_ms = Params.TimeoutMs;
+	Connection.tls = Params.bTls ? 1 : 0;
+	Connection.tls_ca_pem = CaUtf8.Get();
+	Connection.tls_cert_pem = CertUtf8.Get();
+	Connection.tls_key_pem = KeyUtf8.Get();
+	Connection.tls_server_name = ServerName.Get();
+	int32 Status = lpm_connect_with_options(Address.Get(), &Connection, &Client);
 	if (Status != LPM_OK)
 	{
-		OutError = Describe(Status, TEXT("lpm_connect"));
+		OutError = Describe(Status, TEXT("lpm_connect_with_options"));
+		if (Status == LPM_ERR_INVALID_ARGUMENT && !(Params.TlsCaFile.IsEmpty() && Params.TlsCertFile.IsEmpty() && Params.TlsKeyFile.IsEmpty()))
+		{
+			// The bridge names its fields; say which settings' files they came from.
+			OutError += FString::Printf(TEXT(" (tls_ca_pem: TLS CA File '%s', tls_cert_pem: TLS Client Certificate File '%s', tls_key_pem: TLS Client Key File '%s')"),
+				*Params.TlsCaFile, *Params.TlsCertFile, *Params.TlsKeyFile);
+		}
 		return false;
 	}
 	const FTCHARToUTF8 Character(*Params.Character);

@@ -11,6 +11,13 @@ struct FLpmNpcOpenParams
 	FString Address;
 	FString Token;
 	uint32 TimeoutMs = 10000;
+	/** TLS (lpm_connect_options): on when bTls or any TLS file is set. The files are read in Open
+	 *  through the engine's file system (pak files included) and passed as PEM text. */
+	bool bTls = false;
+	FString TlsCaFile;
+	FString TlsCertFile;
+	FString TlsKeyFile;
+	FString TlsServerName;
 	FString Character;
 	FString Prompt;
 	uint64 Seed = 0;
