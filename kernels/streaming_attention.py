@@ -71,6 +71,11 @@ class StreamingKeys:
     # of a layer, so the torch path ropes them once per step, not once per pass (the kernel ropes
     # in registers and never uses it). Must describe the same rows as `reference_keys`.
     prepared_references: Callable[[int, Callable], tuple[Tensor, Tensor]] | None
+    # Optional `HistoryBatch.prepared`-style cache of a layer's whole context K/V, (B, H, K, D)
+    # = [roped references | roped history | room for the current chunk], so the torch path stacks,
+    # ropes and concatenates them once per step and each pass only writes its own chunk into the
+    # room (the kernel never uses it). Must describe the same rows, references and ring slots.
+    prepared_context: Callable[[int, Callable], tuple[Tensor, Tensor]] | None = None
     _device_tables: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -92,6 +97,7 @@ class StreamingKeys:
         chunks_back: Tensor | None = None,
         history_roped: bool = False,
         prepared_references: Callable[[int, Callable], tuple[Tensor, Tensor]] | None = None,
+        prepared_context: Callable[[int, Callable], tuple[Tensor, Tensor]] | None = None,
     ) -> StreamingKeys:
         """Check and name the sources. `reference_counts` defaults to each row's full length,
         `history_slots` to every slot of each ring; `chunks_back` (B, >= max slots) is required
@@ -174,6 +180,7 @@ class StreamingKeys:
             chunks_back=chunks_back,
             history_roped=history_roped,
             prepared_references=prepared_references,
+            prepared_context=prepared_context,
         )
 
     @property
@@ -240,15 +247,12 @@ def _per_step(keys: StreamingKeys, name: str, like: Tensor, make: Callable[[], o
     return keys._device_tables[key]
 
 
-def streaming_attention_reference(
-    q: Tensor, k: Tensor, v: Tensor, keys: StreamingKeys, layer: int
-) -> Tensor:
-    """Torch reference: (B, H, N, D) un-roped current chunk -> (B, H, N, D), as the backbone did
-    before the kernel (stack, rope with the model's tables, concatenate, key bias, SDPA)."""
+def _context_segments(
+    keys: StreamingKeys, layer: int, k: Tensor, v: Tensor
+) -> tuple[list[Tensor], list[Tensor]]:
+    """The roped references and ring of `layer` as (B, H, *, D) key and value segments, in order."""
     rope = keys.rope
-    n = q.shape[2]
-    device = q.device
-    current = rope.current_table(n, device)
+    device = k.device
     ks, vs = [], []
     n_ref = keys.max_reference_tokens
     if n_ref:
@@ -272,16 +276,55 @@ def streaming_attention_reference(
         table = _per_step(
             keys,
             "history_table",
-            q,
+            k,
             lambda: rope.table(rope.history_positions(back, roped_local=keys.history_roped)),
         )
         ks.append(apply_rope(_stack_rows(keys.history_keys, layer, n_hist, k), table))
         vs.append(_stack_rows(keys.history_values, layer, n_hist, v))
-    ks.append(apply_rope(k, current))
-    vs.append(v)
+    return ks, vs
+
+
+def _context_with_room(
+    keys: StreamingKeys, layer: int, k: Tensor, v: Tensor
+) -> tuple[Tensor, Tensor]:
+    """(B, H, K, D) keys and values [roped references | roped history | room for the current
+    chunk] of `layer`; the room (the last N tokens) is left for each pass to fill."""
+    ks, vs = _context_segments(keys, layer, k, v)
+    n = k.shape[2]
+    room_k = k.new_empty(k.shape[0], k.shape[1], n, k.shape[3])
+    room_v = v.new_empty(v.shape[0], v.shape[1], n, v.shape[3])
+    return torch.cat([*ks, room_k], dim=2), torch.cat([*vs, room_v], dim=2)
+
+
+def streaming_attention_reference(
+    q: Tensor, k: Tensor, v: Tensor, keys: StreamingKeys, layer: int
+) -> Tensor:
+    """Torch reference: (B, H, N, D) un-roped current chunk -> (B, H, N, D), as the backbone did
+    before the kernel (stack, rope with the model's tables, concatenate, key bias, SDPA).
+
+    With `keys.prepared_context` (and no graph to record) the concatenation of references and
+    ring is built once per step; a pass copies its roped chunk into the room at the end of it, so
+    SDPA sees the very same tensor values as with a fresh concatenation.
+    """
+    n = q.shape[2]
+    current = keys.rope.current_table(n, q.device)
     bias = _per_step(keys, "key_bias", q, lambda: _key_bias(keys, n, q))
-    keys_all = ks[0] if len(ks) == 1 else torch.cat(ks, dim=2)
-    values_all = vs[0] if len(vs) == 1 else torch.cat(vs, dim=2)
+    in_place = keys.prepared_context is not None and not (
+        torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    )
+    if in_place and (keys.max_reference_tokens or keys.max_history_slots):
+        # Written in place, so only where no graph holds the previous pass's context.
+        keys_all, values_all = keys.prepared_context(
+            layer, lambda: _context_with_room(keys, layer, k, v)
+        )
+        keys_all[:, :, -n:].copy_(apply_rope(k, current))
+        values_all[:, :, -n:].copy_(v)
+    else:
+        ks, vs = _context_segments(keys, layer, k, v)
+        ks.append(apply_rope(k, current))
+        vs.append(v)
+        keys_all = ks[0] if len(ks) == 1 else torch.cat(ks, dim=2)
+        values_all = vs[0] if len(vs) == 1 else torch.cat(vs, dim=2)
     return F.scaled_dot_product_attention(apply_rope(q, current), keys_all, values_all, bias)
 
 

@@ -398,10 +398,18 @@ class DiT(nn.Module):
                 "prepared_references": refs.prepared,  # torch path: references roped once a step
                 "reference_mask": None if bias is None else bias[:, 0, 0] == 0,
             }
+        prepared_context = None
+        if with_history and (not with_refs or isinstance(refs, ReferenceBatch)):
+            # Inference: [references | ring] are the same in every pass of a step (not in
+            # self-rollout training, whose references carry a graph).
+            def prepared_context(layer: int, prepare: Callable) -> tuple[Tensor, Tensor]:
+                return history.prepared(layer, refs if with_refs else None, prepare)
+
         return StreamingKeys.build(
             self._streaming_rope(device),
             batch,
             **references,
+            prepared_context=prepared_context,
             history_keys=[r.keys for r in history.rings] if with_history else (),
             history_values=[r.values for r in history.rings] if with_history else (),
             history_slots=[r.length for r in history.rings] if with_history else None,

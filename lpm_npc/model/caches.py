@@ -20,13 +20,18 @@ one backbone call (rows are independent; rows with fewer valid keys get a (B, 1,
 They copy rows per step (a few MB at the tiny size), which keeps each session's state simple and
 lets the scheduler batch any subset of sessions.
 
+What the torch attention path derives from them is derived once, not once per pass: roped
+references once per character (`ReferenceCache.prepared`: they sit at the same position every
+chunk), the [references | history] context of each layer once per step (`HistoryBatch.prepared`,
+forgotten at `commit`).
+
 This module does no attention and knows nothing of rope tables; it only says where keys came from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -41,14 +46,39 @@ class ReferenceCache:
     n_references: int  # R
     tokens_per_reference: int  # P
     front: Tensor | None = None  # (C, h, w) front reference latent (backbone, reference_concat)
+    # (layer, padded tokens, dtype) -> `prepared` K/V (1, H, tokens, D): the references are roped
+    # at the same fixed position every chunk, so each character ropes them once, not every step
+    _prepared: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def n_tokens(self) -> int:
         return self.n_references * self.tokens_per_reference
 
+    def prepared(
+        self,
+        layer: int,
+        tokens: int,
+        dtype: torch.dtype,
+        prepare: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+    ) -> tuple[Tensor, Tensor]:
+        """`prepare(keys, values)` of `layer`, zero-padded to `tokens`, as (1, H, tokens, D),
+        computed once per character. `prepare` must depend only on its inputs, `tokens` and
+        `dtype` (the streaming reference rope of the DiT these K/V belong to)."""
+        key = (layer, tokens, dtype)
+        if key not in self._prepared:
+            k, v = self.keys[layer], self.values[layer]
+            pad = tokens - k.shape[1]
+            if pad:
+                k = torch.cat([k, k.new_zeros(k.shape[0], pad, k.shape[2])], dim=1)
+                v = torch.cat([v, v.new_zeros(v.shape[0], pad, v.shape[2])], dim=1)
+            self._prepared[key] = prepare(k[None], v[None])
+        return self._prepared[key]
+
     def nbytes(self) -> int:
         front = () if self.front is None else (self.front,)
-        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values, *front))
+        prepared = [t for kv in self._prepared.values() for t in kv]
+        tensors = (*self.keys, *self.values, *front, *prepared)
+        return sum(t.numel() * t.element_size() for t in {id(t): t for t in tensors}.values())
 
 
 def _key_bias(valid: list[int], total: int, like: Tensor) -> Tensor | None:
@@ -79,10 +109,20 @@ class ReferenceBatch:
     def prepared(
         self, layer: int, prepare: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
     ) -> tuple[Tensor, Tensor]:
-        """`prepare(keys, values)` of `layer`, computed once per batch object: every backbone pass
-        of one step (denoising and noisy-history) reuses the same roped reference keys."""
+        """`prepare(keys, values)` of `layer` as (B, H, Kr, D), short rows zero-padded first.
+        Elementwise per token (the reference rope), so it is computed once per character
+        (`ReferenceCache.prepared`) and only stacked here, once per batch object: every pass of
+        one step (denoising and noisy-history) reuses it."""
         if layer not in self._prepared:
-            self._prepared[layer] = prepare(*self.keys_values(layer))
+            dtype = self.caches[0].keys[layer].dtype
+            rows = [c.prepared(layer, self.tokens, dtype, prepare) for c in self.caches]
+            if len(rows) == 1:
+                self._prepared[layer] = rows[0]
+            else:
+                self._prepared[layer] = (
+                    torch.cat([k for k, _ in rows]),
+                    torch.cat([v for _, v in rows]),
+                )
         return self._prepared[layer]
 
     def keys_values(self, layer: int) -> tuple[Tensor, Tensor]:
@@ -181,6 +221,8 @@ class HistoryBatch:
         p = rings[0].tokens_per_chunk
         self.tokens = self.chunks * p
         self._bias = _key_bias([r.length * p for r in rings], self.tokens, rings[0].keys)
+        # layer -> (the references it was built with, its context K/V); emptied by `commit`
+        self._prepared: dict[int, tuple[object, tuple[Tensor, Tensor]]] = {}
 
     def chunks_back(self) -> Tensor:
         """(B, chunks) int64: for each row and valid slot, chunks before the current one (padding
@@ -205,11 +247,25 @@ class HistoryBatch:
     def key_bias(self) -> Tensor | None:
         return self._bias
 
+    def prepared(
+        self, layer: int, references: object, prepare: Callable[[], tuple[Tensor, Tensor]]
+    ) -> tuple[Tensor, Tensor]:
+        """`prepare()` of `layer` next to `references` (compared by identity), computed once per
+        batch object until `commit`: every backbone pass of one step (denoising and
+        noisy-history) attends over the same roped [references | history] K/V, so they are
+        stacked and roped once a step, not once a pass (`kernels.streaming_attention`)."""
+        entry = self._prepared.get(layer)
+        if entry is None or entry[0] is not references:
+            entry = (references, prepare())
+            self._prepared[layer] = entry
+        return entry[1]
+
     def write(self, layer: int, keys: Tensor, values: Tensor) -> None:
         """Scatter the batch's current-chunk K/V (B, H, P, D) into each ring's scratch."""
         for row, ring in enumerate(self.rings):
             ring.write(layer, keys[row], values[row])
 
     def commit(self) -> None:
+        self._prepared.clear()  # the rings move on: what was derived from them is stale
         for ring in self.rings:
             ring.commit()
