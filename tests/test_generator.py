@@ -156,9 +156,9 @@ def test_only_the_noisy_history_pass_commits(generator, monkeypatch):
     calls = []
     forward = generator.model.backbone.forward_chunk
 
-    def spy_forward(x_t, t, refs, cond, history=None, *, write_history=False):
-        calls.append(("pass", round(float(t[0, 0]), 4), write_history))
-        return forward(x_t, t, refs, cond, history, write_history=write_history)
+    def spy_forward(x_t, t, refs, cond, history=None, *, write_history=False, predict=True):
+        calls.append(("pass", round(float(t[0, 0]), 4), write_history, predict))
+        return forward(x_t, t, refs, cond, history, write_history=write_history, predict=predict)
 
     commit = HistoryRing.commit
 
@@ -173,8 +173,9 @@ def test_only_the_noisy_history_pass_commits(generator, monkeypatch):
     generator.step([state], [chunk_audio(0, 0, 1)])
     levels = sampling_timesteps(CFG.backbone_steps, CFG.flow_shift).tolist()
     levels = [round(x, 4) for x in levels[:-1]]
-    expected = [("pass", level, False) for level in levels]
-    expected += [("pass", round(CFG.context_noise, 4), True), ("commit",)]
+    expected = [("pass", level, False, True) for level in levels]
+    # the noisy-history pass only writes the ring: no prediction is made
+    expected += [("pass", round(CFG.context_noise, 4), True, False), ("commit",)]
     assert calls == expected
     assert state.history.length == 1 and not torch.equal(state.history.keys, before)
 

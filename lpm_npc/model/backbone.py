@@ -329,12 +329,17 @@ class DiT(nn.Module):
         history: HistoryBatch | None = None,
         *,
         write_history: bool = False,
-    ) -> Tensor:
+        predict: bool = True,
+    ) -> Tensor | None:
         """One chunk. x_t: (B, C, L, h, w); t: (B, L); cond audio: (B, L, A, audio_dim).
 
         `write_history` writes this pass's current-chunk K/V to the ring scratch (the caller commits
-        after the noisy-history pass). Returns the raw prediction (B, C, L, h, w) (see `to_x0`).
+        after the noisy-history pass). Returns the raw prediction (B, C, L, h, w) (see `to_x0`),
+        or None with `predict=False` (with `write_history` only: the noisy-history pass, whose
+        prediction nobody reads, so its last block stops once its K/V are written).
         """
+        if not predict and not (write_history and history is not None):
+            raise ValueError("predict=False is only for a pass that writes the history ring")
         b, _, n_frames = x_t.shape[:3]
         device = x_t.device
         tokens = self.input_tokens(x_t, self._streaming_front(refs), cond.refs_keep)
@@ -343,7 +348,11 @@ class DiT(nn.Module):
         text, text_bias, text_keep = self.text_context(cond)
         keys = self._streaming_keys(refs, history, cond.refs_keep, b, device)
 
+        last = self.n_layers - 1
         for i, block in enumerate(self.blocks):
+            if i == last and not predict:
+                history.write(i, *block.self_attention_kv(x, mod))
+                return None
 
             def self_attend(q: Tensor, k: Tensor, v: Tensor, i: int = i) -> Tensor:
                 if write_history and history is not None:

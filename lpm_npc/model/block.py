@@ -83,8 +83,7 @@ class DiTBlock(nn.Module):
         )  # each (B, T, dim)
 
         def modulate(h: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-            h = h.view(b, frames, per_frame, dim) * (1 + scale[:, :, None]) + shift[:, :, None]
-            return h.view(b, n, dim)
+            return _modulate(h, shift, scale)
 
         def gated(h: Tensor, gate: Tensor) -> Tensor:
             return (h.view(b, frames, per_frame, dim) * gate[:, :, None]).view(b, n, dim)
@@ -99,3 +98,19 @@ class DiTBlock(nn.Module):
             x = x + (h if audio_keep is None else h * audio_keep[:, None, None])
         h = self.mlp(modulate(self.norm_mlp(x), shift_m, scale_m))
         return x + gated(h, gate_m)
+
+    def self_attention_kv(self, x: Tensor, time_mod: Tensor) -> tuple[Tensor, Tensor]:
+        """The un-roped self-attention keys and values (B, H, N, D) that `forward` computes for
+        `x` (B, T*P, dim) and `time_mod` (B, T, 6, dim), without the rest of the block: the
+        noisy-history pass needs only these from its last block."""
+        shift_a, scale_a = (time_mod + self.modulation).unbind(dim=2)[:2]
+        _, k, v = self.attn.project(_modulate(self.norm_attn(x), shift_a, scale_a))
+        return k, v
+
+
+def _modulate(h: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """adaLN: h (B, T*P, dim) * (1 + scale) + shift, with shift/scale (B, T, dim) per frame."""
+    b, n, dim = h.shape
+    frames = shift.shape[1]
+    h = h.view(b, frames, n // frames, dim) * (1 + scale[:, :, None]) + shift[:, :, None]
+    return h.view(b, n, dim)

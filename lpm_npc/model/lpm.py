@@ -98,11 +98,12 @@ def commit_history(
     backbone: Backbone, context: Tensor, refs, cond: Conditioning, history: HistoryBatch
 ) -> None:
     """The noisy-history pass: `context` (a chunk's x0 re-noised to `context_noise`) through the
-    backbone, writing its K/V to the ring scratch, then one commit. The only pass that commits."""
+    backbone, writing its K/V to the ring scratch, then one commit. The only pass that commits.
+    Only its K/V are kept, so it makes no prediction (`predict=False`)."""
     b, _, frames = context.shape[:3]
     level = backbone.cfg.context_noise
     t = torch.full((b, frames), level, device=context.device, dtype=context.dtype)
-    backbone.forward_chunk(context, t, refs, cond, history, write_history=True)
+    backbone.forward_chunk(context, t, refs, cond, history, write_history=True, predict=False)
     history.commit()
 
 
