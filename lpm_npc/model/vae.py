@@ -64,6 +64,12 @@ def _act(x: Tensor) -> Tensor:
     return F.hardswish(x)
 
 
+def _act_(x: Tensor) -> Tensor:
+    """`_act` of a tensor nothing else reads again: in place unless a graph needs the input (the
+    decoder's activations are megabytes at 128 px; not allocating them again is measurable)."""
+    return F.hardswish(x, inplace=not x.requires_grad)
+
+
 class CausalTemporalConv(nn.Module):
     """Kernel-k temporal conv (1x1 spatially) that reads only the current and past frames.
 
@@ -93,7 +99,10 @@ class CausalTemporalConv(nn.Module):
         else:
             past = states[self.slot]
         seq = torch.cat([past, xs], dim=1)  # (B, T+k-1, H, W, C)
-        taps = torch.cat([seq[:, j : j + frames] for j in range(self.kernel)], dim=-1)
+        # taps[:, t] = [seq[:, t], ..., seq[:, t+k-1]] along channels: one copy of a window view
+        # (concatenating k strided slices was several times slower at batch > 1)
+        taps = seq.unfold(1, self.kernel, 1).movedim(-1, -2)  # (B, T, H, W, k, C) view
+        taps = taps.reshape(b, frames, h, w, self.kernel * c)
         if states is not None:
             states[self.slot].copy_(seq[:, frames:])
         y = self.proj(taps)  # (B, T, H, W, Cout)
@@ -111,7 +120,7 @@ class TemporalMix(nn.Module):
         nn.init.zeros_(self.conv.proj.bias)
 
     def forward(self, x: Tensor, frames: int, states: list[Tensor] | None) -> Tensor:
-        return x + self.conv(_act(x), frames, states)
+        return self.conv(_act(x), frames, states).add_(x)  # the same sum, no new tensor
 
 
 class ResBlock(nn.Module):
@@ -125,7 +134,7 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.conv2.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv2(_act(self.conv1(_act(x))))
+        return self.conv2(_act_(self.conv1(_act(x)))).add_(x)  # the same sum, no new tensor
 
 
 def _levels(cfg: ModelConfig) -> int:
@@ -232,7 +241,7 @@ class _Decoder(nn.Module):
         x = self.latent_mix(x, latent_frames, states)
         for block in self.latent_blocks:
             x = block(x)
-        x = self.unfold(_act(x))
+        x = self.unfold(_act_(x))
         n, _, h, w = x.shape
         s = self.stride_t
         x = x.permute(0, 2, 3, 1).reshape(n, h, w, s, -1).permute(0, 3, 1, 2, 4)
@@ -244,7 +253,7 @@ class _Decoder(nn.Module):
             x = block(x)
             if i < len(self.ups):
                 x = self.ups[i](x)
-        return self.out(_act(x))  # (B*T, 3*4, H/2, W/2): sub-pixel output, see _decode_raw
+        return self.out(_act_(x))  # (B*T, 3*4, H/2, W/2): sub-pixel output, see _decode_raw
 
 
 def _init_weights(net: nn.Module, out: nn.Conv2d, logvar_channels: int) -> None:
