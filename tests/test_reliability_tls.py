@@ -1,8 +1,6 @@
 """TLS and mutual TLS with certificates this test makes, and the exposure rule: a non-loopback
 bind needs a token or TLS unless `insecure`. Needs the `cryptography` package (test extra)."""
 
-import datetime
-import ipaddress
 import json
 from pathlib import Path
 
@@ -13,62 +11,17 @@ from lpm_npc.cli import main as cli_main
 from lpm_npc.engine.generator import StreamingGenerator
 from lpm_npc.serve.client import LpmClient
 from lpm_npc.serve.server import ServerThread
-from lpm_npc.serve.testing import sheet_images
+from lpm_npc.serve.testing import sheet_images, write_test_pki
 from lpm_npc.serve.tls import ClientTls, ServerTls, TlsError, check_exposure, is_loopback
 
-x509 = pytest.importorskip("cryptography.x509")
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
-
-
-def _pem_key(key) -> bytes:  # noqa: ANN001
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _certificate(subject: str, issuer_key=None, issuer_name=None, *, ca=False, server=False):  # noqa: ANN001, ANN202
-    """(certificate, key): self-signed when no issuer is given."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name or name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    certificate = builder.sign(issuer_key or key, hashes.SHA256())
-    return certificate, key
+pytest.importorskip("cryptography.x509")
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> dict[str, Path]:
-    """A CA, a server certificate for 127.0.0.1 signed by it, and a client certificate."""
-    root = tmp_path_factory.mktemp("pki")
-    ca_cert, ca_key = _certificate("lpm-npc test CA", ca=True)
-    files = {"ca.pem": ca_cert.public_bytes(serialization.Encoding.PEM)}
-    for role in ("server", "client"):
-        cert, key = _certificate(role, ca_key, ca_cert.subject, server=role == "server")
-        files[f"{role}.pem"] = cert.public_bytes(serialization.Encoding.PEM)
-        files[f"{role}.key"] = _pem_key(key)
-    for name, data in files.items():
-        (root / name).write_bytes(data)
-    return {name: root / name for name in files}
+    """A CA, a server certificate for 127.0.0.1 signed by it, a client certificate (and another
+    CA's client certificate)."""
+    return write_test_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")

@@ -86,3 +86,69 @@ def spawn_daemon(
     process.kill()
     process.wait()
     raise RuntimeError(f"lpm-npc serve did not start: {' '.join(command)}")
+
+
+# --- TLS test certificates (tests/test_reliability_tls.py, bridge_core/tests/tls_fixture.py) ---
+def _pem_key(key) -> bytes:  # noqa: ANN001
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _certificate(subject: str, issuer=None, *, ca: bool = False, server: bool = False):  # noqa: ANN001, ANN202
+    """(certificate, key): self-signed when `issuer` (certificate, key) is None."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer[0].subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    return builder.sign(issuer[1] if issuer else key, hashes.SHA256()), key
+
+
+def write_test_pki(root: Path) -> dict[str, Path]:
+    """Test certificates (needs `cryptography`, the test extra): a CA, a server certificate for
+    127.0.0.1 / localhost and a client certificate signed by it, and an unrelated second CA with its
+    own client certificate (what a client must not trust, what a mutual-TLS daemon must refuse).
+    Writes root/{ca,server,client,other-ca,other-client}.pem and root/{server,client,other-client}.key
+    (PEM, keys unencrypted); returns {file name: path}."""
+    from cryptography.hazmat.primitives import serialization
+
+    files: dict[str, bytes] = {}
+    for prefix, roles in (("", ("server", "client")), ("other-", ("client",))):
+        ca = _certificate(f"lpm-npc test {prefix}CA", ca=True)
+        files[f"{prefix}ca.pem"] = ca[0].public_bytes(serialization.Encoding.PEM)
+        for role in roles:
+            cert, key = _certificate(f"{prefix}{role}", ca, server=role == "server")
+            files[f"{prefix}{role}.pem"] = cert.public_bytes(serialization.Encoding.PEM)
+            files[f"{prefix}{role}.key"] = _pem_key(key)
+    root.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    return {name: root / name for name in files}
