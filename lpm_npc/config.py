@@ -254,6 +254,9 @@ class TrainConfig:
     # map is renormalised to mean 1 per frame, so only the share of the loss moves to the face.
     mouth_loss_weight: float = 4.0
     eyes_loss_weight: float = 2.0
+    # Stage `vae`: train only the decoder. The encoder and the latent statistics stay as they are,
+    # so the latents (every latent dataset and DiT built on them) stay valid for the new decoder.
+    vae_decoder_only: bool = False
     # --- distillation ---
     teacher_steps: int = 4  # teacher Euler steps for distillation targets (4 was within 1 dB of 16)
     rollout_chunks: int = 3  # chunks the student generates per self-rollout sample

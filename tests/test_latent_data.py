@@ -143,7 +143,28 @@ def test_other_vae_or_options_are_refused(built):
     model = LPM(CFG)
     with pytest.raises(LatentDataError, match="sha256") as info:
         check_vae(read_manifest(opts.out_dir), model.vae)
-    assert read_manifest(opts.out_dir).vae_sha256[:16] in str(info.value)
+    manifest = read_manifest(opts.out_dir)
+    assert manifest.vae_encoder_sha256[:16] in str(info.value) and "encoder" in str(info.value)
+
+
+def test_a_new_decoder_keeps_the_dataset_valid_and_old_manifests_check_the_whole_vae(built):
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    _, vae, opts, _ = built
+    model = LPM(CFG)
+    model.load_state_dict(load_file(str(vae)))
+    manifest = read_manifest(opts.out_dir)
+    check_vae(manifest, model.vae)  # the building VAE
+    with torch.no_grad():
+        model.vae.decoder.inp.weight.add_(0.1)  # a decoder trained on: the latents are the same
+    check_vae(manifest, model.vae)
+    raw = {k: v for k, v in manifest.raw.items() if k != "vae_encoder_sha256"}
+    old = dataclasses.replace(manifest, raw=raw)  # a dataset built before the encoder hash
+    with pytest.raises(LatentDataError, match="VAE sha256") as info:
+        check_vae(old, model.vae)
+    assert manifest.vae_sha256[:16] in str(info.value)
 
 
 def test_base_stage_trains_from_the_latent_dataset(built, tmp_path):
@@ -225,3 +246,37 @@ def test_reference_concat_stages_train_and_export_a_checkpoint_that_reloads(buil
     assert config == {"preset": "test", "overrides": {"reference_concat": True}}
     loaded_cfg, model = load_lpm(export)
     assert loaded_cfg == cfg and model.backbone.patch_embed.in_features == width
+
+
+def test_bench_train_times_the_three_pipelines_in_turns(built, tmp_path, monkeypatch):
+    import shutil
+
+    from lpm_npc.bench import train as bench
+
+    _, vae, opts, _ = built
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    shutil.copy(vae, checkpoint / "model.safetensors")
+    order: list[str] = []
+    interleaved = bench._interleaved_steps
+
+    def recording(objective, pipelines, warmup, steps):
+        def logged(name, batches):
+            for batch in batches:
+                order.append(name)
+                yield batch
+
+        logged_pipelines = {name: logged(name, it) for name, it in pipelines.items()}
+        return interleaved(objective, logged_pipelines, warmup, steps)
+
+    monkeypatch.setattr(bench, "_interleaved_steps", recording)
+    train = TrainConfig(preset="test", stages=TrainConfig.from_name("tiny").stages, n_characters=2)
+    result = bench.bench_train(
+        data_dir=opts.out_dir, checkpoint=checkpoint, batch_size=2, steps=2, warmup=1, train=train
+    )
+    assert order == ["cache", "render", "dit"] * 3  # warm-up round, then two timed rounds
+    assert result.batch_size == 2 and result.steps == 2
+    rates = (result.cache_samples_per_s, result.render_samples_per_s, result.dit_samples_per_s)
+    assert all(r > 0 for r in rates)
+    assert result.cache_vs_render == pytest.approx(rates[0] / rates[1], rel=0.01)
+    assert result.cache_vs_dit == pytest.approx(rates[0] / rates[2], rel=0.01)

@@ -20,6 +20,17 @@ def test_frame_tally_counts_lost_out_of_order_and_duplicated_frames() -> None:
     assert FrameTally().report()["frames_expected"] == 0
 
 
+def test_frame_tally_keeps_an_hour_of_seqs_in_bits() -> None:
+    tally = FrameTally()
+    for seq in range(100_000, 186_400):  # an hour at 24 fps, starting late
+        tally.add(seq)
+    tally.add(150_000)
+    report = tally.report()
+    assert report["frames_received"] == report["frames_expected"] == 86_400
+    assert report["duplicated"] == 1 and report["frames_lost"] == 0
+    assert len(tally.bits) <= 2 * 186_400 // 8 + 1
+
+
 def test_a_short_soak_reports_totals_sessions_and_minutes(capsys) -> None:
     args = ["bench", "soak", "--sessions", "2", "--minutes", "0.05", "--utterance-seconds", "1"]
     args += ["--preset", "test-tiny", "--random-weights", "--threads", "1", "--json"]
@@ -40,3 +51,10 @@ def test_a_short_soak_reports_totals_sessions_and_minutes(capsys) -> None:
     assert totals["out_of_order"] == 0 and totals["duplicated"] == 0
     assert [s["client"] for s in report["per_session"]] == [0, 1]
     assert report["per_minute"] and report["per_minute"][0]["latency_ms_p50"] > 0
+    assert set(report["per_minute"][0]) == {
+        "minute",
+        "frames",
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "rss_mb",
+    }

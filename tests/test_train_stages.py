@@ -87,6 +87,29 @@ def test_vae_overfits_a_fixed_batch():
     assert sum(losses[-4:]) < sum(losses[10:14]) < sum(losses[:4])
 
 
+def test_decoder_only_vae_trains_the_decoder_and_keeps_the_latents():
+    import dataclasses
+
+    from lpm_npc.model.lpm import LPM
+    from lpm_npc.train.latent_data import vae_digest
+    from lpm_npc.train.stage_vae import VAEObjective
+
+    torch.manual_seed(0)
+    model = LPM(MICRO)
+    before = {k: v.clone() for k, v in model.vae.state_dict().items()}
+    encoder_digest, whole_digest = vae_digest(model.vae, encoder_only=True), vae_digest(model.vae)
+    train = dataclasses.replace(micro_train(), vae_decoder_only=True)
+    objective = VAEObjective(model, train)
+    assert not any(p.requires_grad for p in model.vae.encoder.parameters())
+    losses = _overfit(objective, _fixed_batch(frames=4), steps=24)
+    assert sum(losses[-4:]) < sum(losses[:4])
+    after = model.vae.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items() if not k.startswith("decoder."))
+    assert any(not torch.equal(after[k], v) for k, v in before.items() if k.startswith("decoder."))
+    assert vae_digest(model.vae, encoder_only=True) == encoder_digest
+    assert vae_digest(model.vae) != whole_digest
+
+
 def test_base_overfits_a_fixed_batch():
     from lpm_npc.model.lpm import LPM
     from lpm_npc.train.stage_base import BaseObjective

@@ -14,8 +14,9 @@ Reported (`--json`), in total and per session:
   after warm-up and at the end;
 - `errors`: {status code name: count};
 and per minute (by when a frame arrived): `latency_ms_p50` / `latency_ms_p95` of chunk inputs
-complete -> frame received, and `frames`. Goal at the measured capacity for 60 minutes: 0 lost,
-0 out of order, RSS growth <= 50 MB. This module measures; it asserts nothing.
+complete -> frame received, `frames`, and `rss_mb` (sampled about once a minute, null in a
+minute without a sample; so the slope of memory over the hour shows, not only its two ends).
+Goal at the measured capacity for 60 minutes: 0 lost, 0 out of order, RSS growth <= 50 MB. This module measures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -38,21 +40,32 @@ from lpm_npc.config import ServeConfig
 
 @dataclass
 class FrameTally:
-    """Seq bookkeeping of one session (see the module docstring)."""
+    """Seq bookkeeping of one session (see the module docstring).
 
-    seen: set[int] = field(default_factory=set)
+    A seq seen is one bit of a growing bytearray (an hour of frames is a few kB), so the
+    bookkeeping itself does not show up in the RSS the soak measures.
+    """
+
+    bits: bytearray = field(default_factory=bytearray)
+    received: int = 0
     first: int | None = None
     last: int | None = None
     out_of_order: int = 0
     duplicated: int = 0
 
     def add(self, seq: int) -> None:
-        if seq in self.seen:
+        if seq < 0:
+            raise ValueError(f"seq must be >= 0, got {seq}")
+        byte, bit = divmod(seq, 8)
+        if byte >= len(self.bits):
+            self.bits.extend(bytes(max(byte + 1 - len(self.bits), len(self.bits))))
+        if self.bits[byte] >> bit & 1:
             self.duplicated += 1
             return
         if self.last is not None and seq < self.last:
             self.out_of_order += 1
-        self.seen.add(seq)
+        self.bits[byte] |= 1 << bit
+        self.received += 1
         self.first = seq if self.first is None else min(self.first, seq)
         self.last = seq if self.last is None else max(self.last, seq)
 
@@ -60,15 +73,15 @@ class FrameTally:
         expected = 0 if self.first is None else self.last - self.first + 1
         return {
             "frames_expected": expected,
-            "frames_received": len(self.seen),
-            "frames_lost": expected - len(self.seen),
+            "frames_received": self.received,
+            "frames_lost": expected - self.received,
             "out_of_order": self.out_of_order,
             "duplicated": self.duplicated,
         }
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
+def _percentile(values: array, q: float) -> float | None:
+    return float(np.percentile(np.frombuffer(values, np.float32), q)) if values else None
 
 
 def bench_soak(
@@ -95,7 +108,8 @@ def bench_soak(
     config = ServeConfig(max_sessions=max(sessions, ServeConfig().max_sessions))
     tallies: list[list[FrameTally]] = [[] for _ in range(sessions)]  # one per opened session
     errors: list[Counter] = [Counter() for _ in range(sessions)]
-    latencies: dict[int, list[float]] = {}
+    latencies: dict[int, array] = {}  # minute -> float32 latencies, compact like the tallies
+    rss_by_minute: dict[int, float] = {}
     lock = threading.Lock()
     with (
         tempfile.TemporaryDirectory() as store,
@@ -117,7 +131,7 @@ def bench_soak(
             latency_ms = (frame.received_at_unix_ns - frame.input_ready_unix_ns) / 1e6
             with lock:
                 tallies[i][-1].add(frame.seq)
-                latencies.setdefault(minute, []).append(latency_ms)
+                latencies.setdefault(minute, array("f")).append(latency_ms)
 
         def play(i: int) -> None:
             session, utterance = None, 0
@@ -152,10 +166,11 @@ def bench_soak(
         while any(t.is_alive() for t in threads):
             for thread in threads:
                 thread.join(timeout=30)
+            rss_by_minute[int((time.monotonic() - started) // 60)] = rss_mb()
             if progress:
                 elapsed = (time.monotonic() - started) / 60
                 with lock:
-                    received = sum(len(t.seen) for ts in tallies for t in ts)
+                    received = sum(t.received for ts in tallies for t in ts)
                 print(f"bench soak: {elapsed:.1f} min, {received} frames", file=sys.stderr)
         rss_end = rss_mb()
     keys = list(FrameTally().report())
@@ -177,6 +192,7 @@ def bench_soak(
             "frames": len(values),
             "latency_ms_p50": _percentile(values, 50),
             "latency_ms_p95": _percentile(values, 95),
+            "rss_mb": rss_by_minute.get(minute),
         }
         for minute, values in sorted(latencies.items())
     ]
@@ -238,6 +254,6 @@ def run_soak(args: argparse.Namespace) -> int:
     for row in report["per_minute"]:
         print(
             f"minute {row['minute']:>3}: {row['frames']} frames, p50 {row['latency_ms_p50']:.0f} "
-            f"ms, p95 {row['latency_ms_p95']:.0f} ms"
+            f"ms, p95 {row['latency_ms_p95']:.0f} ms, rss {row['rss_mb']} MB"
         )
     return 0

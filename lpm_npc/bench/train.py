@@ -5,8 +5,9 @@ the same optimizer for the same number of timed steps (after warm-up steps):
 - cache:  batches read from the latent dataset (`--data`, or a small one built for the bench),
 - render: batches rendered live by `ClipDataset` and encoded by the frozen VAE (the old pipeline),
 - dit:    one in-memory batch, encoded once, reused every step (the bare DiT forward + backward).
-Reported: samples/s of each, `cache_vs_render` and `cache_vs_dit`. Data loading runs in the main
-process (no workers), so the ratios say what the pipeline costs the training process itself.
+The pipelines take turns step by step, so drift over the run falls on all three alike. Reported:
+samples/s of each, `cache_vs_render` and `cache_vs_dit`. Data loading runs in the main process (no
+workers), so the ratios say what the pipeline costs the training process itself.
 
 This module only measures; it trains nothing that is kept.
 """
@@ -57,21 +58,26 @@ def _objective(stage: str, model_cfg: ModelConfig, train: TrainConfig, init: dic
     return module.build(ctx).objective
 
 
-def _timed_steps(objective, batches, warmup: int, steps: int) -> float:
-    """Seconds of `steps` optimizer steps (each: next batch, forward, backward, AdamW step)."""
+def _interleaved_steps(objective, pipelines: dict, warmup: int, steps: int) -> dict[str, float]:
+    """Seconds each pipeline spent in its `steps` timed optimizer steps (each: next batch, forward,
+    backward, AdamW step). The pipelines take turns step by step (cache, render, dit, cache, ...),
+    so drift over the run (allocator warm-up, clock, other load) falls on all of them alike; run
+    one after the other, the first one measured paid for the warm-up of the process."""
     params = [p for p in objective.student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     objective.train()
-    start = 0.0
+    seconds = dict.fromkeys(pipelines, 0.0)
     for i in range(warmup + steps):
-        if i == warmup:
+        for name, batches in pipelines.items():
             start = time.perf_counter()
-        batch = next(batches)
-        loss, _ = objective(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return time.perf_counter() - start
+            batch = next(batches)
+            loss, _ = objective(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if i >= warmup:
+                seconds[name] += time.perf_counter() - start
+    return seconds
 
 
 def _indices(batch_size: int, offset: int):
@@ -91,7 +97,10 @@ def bench_train(
     warmup: int = 1,
     threads: int | None = None,
     progress: bool = False,
+    train: TrainConfig | None = None,
 ) -> TrainBench:
+    """The three pipelines of the module docstring, `steps` timed steps each. `train` defaults to
+    the `tiny` recipe (its preset must match the checkpoint's weights)."""
     from safetensors.torch import load_file
 
     from lpm_npc.engine.weights import default_checkpoint_dir
@@ -104,7 +113,7 @@ def bench_train(
         raise ValueError(f"steps must be >= 1 and warmup >= 0, got {steps}, {warmup}")
     if threads is not None:
         torch.set_num_threads(threads)
-    train = TrainConfig.from_name("tiny")
+    train = train or TrainConfig.from_name("tiny")
     cfg = ModelConfig.from_name(train.preset)
     stage_cfg = train.stage(stage)
     batch = batch_size or stage_cfg.batch_size
@@ -120,6 +129,7 @@ def bench_train(
                 BuildOptions(
                     out_dir=data_dir,
                     vae_path=weights,
+                    preset=train.preset,
                     n_characters=4,
                     conversations_per_character=1,
                     seconds_per_conversation=6.0,
@@ -131,14 +141,15 @@ def bench_train(
         from lpm_npc.train.latent_data import check_vae
 
         check_vae(latent.manifest, objective.student.vae)
-        cache_batches = (collate_clips([latent[i] for i in idx]) for idx in _indices(batch, 0))
-        cache_s = _timed_steps(objective, cache_batches, warmup, steps)
-    renders = clip_dataset(_Ctx(train, cfg), stage_cfg.clip_frames)
-    render_batches = (collate_clips([renders[i] for i in idx]) for idx in _indices(batch, 0))
-    render_s = _timed_steps(objective, render_batches, warmup, steps)
-    fixed = collate_clips([renders[i] for i in range(batch)])
-    encoded = _pre_encoded(objective.student, fixed)
-    dit_s = _timed_steps(objective, _repeat(encoded), warmup, steps)
+        renders = clip_dataset(_Ctx(train, cfg), stage_cfg.clip_frames)
+        fixed = collate_clips([renders[i] for i in range(batch)])
+        pipelines = {
+            "cache": (collate_clips([latent[i] for i in idx]) for idx in _indices(batch, 0)),
+            "render": (collate_clips([renders[i] for i in idx]) for idx in _indices(batch, batch)),
+            "dit": _repeat(_pre_encoded(objective.student, fixed)),
+        }
+        seconds = _interleaved_steps(objective, pipelines, warmup, steps)
+    cache_s, render_s, dit_s = seconds["cache"], seconds["render"], seconds["dit"]
     n = batch * steps
     cache, render, dit = n / cache_s, n / render_s, n / dit_s
     return TrainBench(

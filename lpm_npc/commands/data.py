@@ -61,6 +61,7 @@ def _summary(raw: dict) -> dict:
         "status",
         "preset",
         "vae_sha256",
+        "vae_encoder_sha256",
         "data_seed",
         "frames_per_conversation",
         "latent_frames_per_conversation",

@@ -422,10 +422,17 @@ class VideoVAE(nn.Module):
 
     # --- training ---
     def forward(
-        self, video: Tensor, *, sample: bool = True, generator: torch.Generator | None = None
+        self,
+        video: Tensor,
+        *,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+        train_encoder: bool = True,
     ) -> VAEOutput:
-        """Training pass: encode, sample the posterior (or take its mean), decode (raw space)."""
-        mean, logvar = self.encode_dist(video)
+        """Training pass: encode, sample the posterior (or take its mean), decode (raw space).
+        With `train_encoder=False` the encoding runs without a graph (decoder-only training)."""
+        with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
+            mean, logvar = self.encode_dist(video)
         z = mean
         if sample:
             eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)

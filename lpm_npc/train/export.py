@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_EXPORT_BYTES = 40 * 1024 * 1024
 TEACHER_FILE = "teacher.safetensors"
-_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+EXPORT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 def model_overrides(model: ModelConfig) -> dict:
@@ -76,6 +76,17 @@ def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch
     return {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()}
 
 
+def write_judge(dest: Path, judge_state: dict[str, torch.Tensor], dtype: torch.dtype) -> None:
+    """`dest/judge.safetensors` from a judge stage's state dict, floats cast to `dtype`."""
+    net = net_for_state(judge_state)  # an adopted judge (train/adopt.py) may be a legacy one
+    net.load_state_dict(judge_state)
+    if isinstance(net, JudgeNet):
+        save_judge(dest / JUDGE_FILE, net, _cast(judge_state, dtype))
+    else:
+        meta = {"image_size": str(net.image_size), "width": str(net.width)}
+        save_tensors_atomic(dest / JUDGE_FILE, _cast(judge_state, dtype), metadata=meta)
+
+
 def export_checkpoint(
     run_dir: Path,
     dest: Path,
@@ -100,18 +111,11 @@ def export_checkpoint(
         raise FileNotFoundError(f"no finished model stage under {run_dir}; nothing to export")
     if "judge" not in results:
         raise FileNotFoundError(f"the judge stage has not finished under {run_dir}")
-    dtype = _DTYPES[train.export_dtype]
+    dtype = EXPORT_DTYPES[train.export_dtype]
     dest.mkdir(parents=True, exist_ok=True)
     lpm_state = _cast(load_file(str(stage_dir(run_dir, model_stage) / "final.safetensors")), dtype)
     save_tensors_atomic(dest / "model.safetensors", lpm_state, metadata={"stage": model_stage})
-    judge_state = load_file(str(stage_dir(run_dir, "judge") / "final.safetensors"))
-    net = net_for_state(judge_state)  # an adopted judge (train/adopt.py) may be a legacy one
-    net.load_state_dict(judge_state)
-    if isinstance(net, JudgeNet):
-        save_judge(dest / JUDGE_FILE, net, _cast(judge_state, dtype))
-    else:
-        meta = {"image_size": str(net.image_size), "width": str(net.width)}
-        save_tensors_atomic(dest / JUDGE_FILE, _cast(judge_state, dtype), metadata=meta)
+    write_judge(dest, load_file(str(stage_dir(run_dir, "judge") / "final.safetensors")), dtype)
     if "base" in results:
         base = load_file(str(stage_dir(run_dir, "base") / "final.safetensors"))
         parts = ("backbone.", "audio_encoder.", "text_encoder.")

@@ -235,7 +235,8 @@ def build_latent_dataset(opts: BuildOptions, *, progress: bool = True) -> dict:
     import torch
 
     with torch.inference_mode():
-        digest = vae_digest(_load_vae(opts))
+        vae = _load_vae(opts)
+        digest, encoder_digest = vae_digest(vae), vae_digest(vae, encoder_only=True)
     record = _options_record(opts)
     if (root / "manifest.json").is_file():
         old = read_manifest(root, require_complete=False).raw
@@ -261,6 +262,7 @@ def build_latent_dataset(opts: BuildOptions, *, progress: bool = True) -> dict:
         "temporal_stride": cfg.temporal_stride,
         "fps": FPS,
         "vae_sha256": digest,
+        "vae_encoder_sha256": encoder_digest,
         "data_seed": opts.data_seed,
         "character_seeds": seeds,
         "frames_per_conversation": n_frames,

@@ -59,10 +59,17 @@ class LatentDataError(ValueError):
     """A latent dataset that is missing, incomplete, of another format or of another VAE."""
 
 
-def vae_digest(vae: torch.nn.Module) -> str:
-    """sha256 of a VAE's weights rounded to float16 (an fp32 run and its fp16 export agree)."""
+def vae_digest(vae: torch.nn.Module, *, encoder_only: bool = False) -> str:
+    """sha256 of a VAE's weights rounded to float16 (an fp32 run and its fp16 export agree).
+
+    With `encoder_only`, of what makes the latents: every weight but the decoder's (the encoder and
+    the latent statistics). A decoder trained on after a dataset was built (`vae_decoder_only`)
+    reads the same latents, so the dataset stays valid for it.
+    """
     digest = hashlib.sha256()
     for name, value in sorted(vae.state_dict().items()):
+        if encoder_only and name.startswith("decoder."):
+            continue
         digest.update(name.encode())
         tensor = value.detach().to("cpu")
         if tensor.is_floating_point():
@@ -94,6 +101,13 @@ class LatentManifest:
     def vae_sha256(self) -> str:
         return str(self.raw["vae_sha256"])
 
+    @property
+    def vae_encoder_sha256(self) -> str | None:
+        """`vae_digest(encoder_only=True)` of the building VAE (None in datasets built before it
+        was recorded: those are checked against the whole VAE)."""
+        value = self.raw.get("vae_encoder_sha256")
+        return None if value is None else str(value)
+
 
 def read_manifest(root: Path | str, *, require_complete: bool = True) -> LatentManifest:
     root = Path(root)
@@ -115,12 +129,17 @@ def read_manifest(root: Path | str, *, require_complete: bool = True) -> LatentM
 
 
 def check_vae(manifest: LatentManifest, vae: torch.nn.Module) -> None:
-    """Refuse a dataset encoded by another VAE than the one being trained on top of."""
-    actual = vae_digest(vae)
-    if actual != manifest.vae_sha256:
+    """Refuse a dataset encoded by another VAE encoder than the one being trained on top of (the
+    decoder may differ: it does not make the latents)."""
+    expected = manifest.vae_encoder_sha256
+    what = "VAE encoder" if expected else "VAE"
+    actual = vae_digest(vae, encoder_only=expected is not None)
+    expected = expected or manifest.vae_sha256
+    if actual != expected:
         raise LatentDataError(
-            f"{manifest.root}: encoded by VAE sha256 {manifest.vae_sha256[:16]}…, but the model's "
-            f"VAE is {actual[:16]}…; rebuild the dataset with this VAE (`lpm-npc data build --vae`)"
+            f"{manifest.root}: encoded by {what} sha256 {expected[:16]}…, but the model's "
+            f"{what} is {actual[:16]}…; rebuild the dataset with this VAE (`lpm-npc data build "
+            "--vae`)"
         )
 
 

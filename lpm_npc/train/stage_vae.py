@@ -1,5 +1,8 @@
 """Stage `vae`: train the causal video VAE on rendered conversation clips.
 
+With `TrainConfig.vae_decoder_only` only the decoder trains: the encoder and the latent statistics
+stay, so latent datasets and DiTs built on them stay valid for the new decoder.
+
 Student: the whole `LPM` with only `.vae` trainable (so `final.safetensors` is a full LPM state dict
 the next stage starts from). Loss: `model.vae.reconstruction_loss` (L1 + edge L1 + tiny KL) on
 clips of `clip_frames` frames. On finishing, the EMA VAE encodes a few held batches and stores the
@@ -47,10 +50,13 @@ class VAEObjective(StageObjective):
         self.student = model
         self.train_cfg = train_cfg
         freeze_except(model, "vae")
+        self.decoder_only = bool(train_cfg is not None and train_cfg.vae_decoder_only)
+        if self.decoder_only:  # the encoder and latent statistics stay: the latents stay valid
+            model.vae.encoder.requires_grad_(False)
 
     def forward(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
         video = frames_to_video(batch.frames)
-        out = self.student.vae(video, sample=True)
+        out = self.student.vae(video, sample=True, train_encoder=not self.decoder_only)
         weight = pixel_weights(batch, video.shape[-1], self.train_cfg)
         loss = reconstruction_loss(video, out.recon, out.mean, out.logvar, pixel_weight=weight)
         return loss.total, {"l1": float(loss.l1.detach()), "kl": float(loss.kl.detach())}
@@ -81,6 +87,9 @@ def build(ctx: StageContext) -> StageSetup:
     model_ref = model
 
     def finish() -> None:
+        if objective.decoder_only:
+            log.info("decoder-only: latent stats kept (the encoder did not change)")
+            return
         measure_latent_stats(model_ref, dataset, collate_clips, min(ctx.stage.batch_size, 4))
 
     return StageSetup(objective=objective, dataset=dataset, collate=collate_clips, finish=finish)
