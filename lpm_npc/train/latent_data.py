@@ -131,10 +131,10 @@ def read_manifest(root: Path | str, *, require_complete: bool = True) -> LatentM
 def check_vae(manifest: LatentManifest, vae: torch.nn.Module) -> None:
     """Refuse a dataset encoded by another VAE encoder than the one being trained on top of (the
     decoder may differ: it does not make the latents)."""
-    expected = manifest.vae_encoder_sha256
-    what = "VAE encoder" if expected else "VAE"
-    actual = vae_digest(vae, encoder_only=expected is not None)
-    expected = expected or manifest.vae_sha256
+    encoder_only = manifest.vae_encoder_sha256 is not None
+    what = "VAE encoder" if encoder_only else "VAE"
+    expected = manifest.vae_encoder_sha256 if encoder_only else manifest.vae_sha256
+    actual = vae_digest(vae, encoder_only=encoder_only)
     if actual != expected:
         raise LatentDataError(
             f"{manifest.root}: encoded by {what} sha256 {expected[:16]}…, but the model's "
