@@ -35,6 +35,11 @@ class ModelConfig:
     image_size: int  # output frame side, px (square frames)
     latent_channels: int  # VAE latent channels
     vae_channels: tuple[int, ...]  # VAE encoder channels per resolution level (decoder mirrors)
+    # Decoder widths per level (full resolution first), None = mirror `vae_channels`. The decoder
+    # runs no conv at full resolution, so entry 0 must equal vae_channels[0]; widening the next
+    # entries (H/2, H/4) adds detail where eyes and lips are drawn without touching the encoder,
+    # the latents or the DiT (a decoder-only stage trains it; `model.vae_widen` warm-starts it).
+    vae_decoder_channels: tuple[int, ...] | None = None
     spatial_stride: int = 8  # VAE spatial downsampling
     temporal_stride: int = 4  # VAE temporal downsampling (video frames per latent frame)
     # --- tokens ---

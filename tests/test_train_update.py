@@ -93,3 +93,30 @@ def test_a_judge_stage_becomes_the_checkpoint_judge(tmp_path):
     for key, value in net.state_dict().items():
         assert torch.equal(judged[key], value.half() if value.is_floating_point() else value)
     load_judge(tmp_path / "new")  # readable by bench and `lpm-npc judge`
+
+
+def test_a_widened_decoder_goes_in_with_its_config_and_only_with_it(tmp_path, capsys):
+    from lpm_npc.model.vae_widen import widen_state
+
+    ckpt, state = _checkpoint(tmp_path)
+    ch = CFG.vae_channels
+    widths = (ch[0], 2 * ch[1], ch[2], ch[3])
+    wide = LPM(CFG.with_overrides(vae_decoder_channels=widths))
+    floats = {k: v.float() for k, v in state.items()}
+    grown, keys = widen_state(wide.vae.decoder, floats, "vae.decoder.")
+    assert keys
+    path = tmp_path / "vae" / "final.safetensors"
+    path.parent.mkdir()
+    save_file({k: v.contiguous() for k, v in grown.items()}, str(path))
+    args = ["--checkpoint", str(ckpt), "--out", str(tmp_path / "new"), "--decoder", str(path)]
+    with pytest.raises(SystemExit) as info:  # without the widths: refused, named
+        main(args)
+    assert info.value.code == 2 and "--decoder-channels" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    recipe = update_checkpoint(ckpt, tmp_path / "new", decoder=path, decoder_channels=widths)
+    assert recipe["updates"][0]["vae_decoder_channels"] == list(widths)
+    cfg, model = load_lpm(tmp_path / "new")
+    assert cfg.vae_decoder_channels == widths
+    assert model.vae.decoder.out.weight.shape[1] == widths[1]
+    with pytest.raises(ValueError, match="expected"):  # widths that do not fit the tensors
+        update_checkpoint(ckpt, tmp_path / "x", decoder=path, decoder_channels=(ch[0], 3, 5, 7))

@@ -11,7 +11,7 @@ Reported (`--json`), in total and per session:
 - `frames_received` (distinct seqs), `frames_lost` = expected - received, `out_of_order` (a seq
   below one already seen), `duplicated` (a seq seen twice);
 - `rss_start_mb` / `rss_end_mb`: resident memory of this process (daemon and clients share it)
-  after warm-up and at the end;
+  after a warm-up of all N sessions at once (one utterance each, then closed) and at the end;
 - `errors`: {status code name: count};
 and per minute (by when a frame arrived): `latency_ms_p50` / `latency_ms_p95` of chunk inputs
 complete -> frame received, `frames`, and `rss_mb` (sampled about once a minute, null in a
@@ -84,6 +84,38 @@ def _percentile(values: array, q: float) -> float | None:
     return float(np.percentile(np.frombuffer(values, np.float32), q)) if values else None
 
 
+def _warm_up(client, sessions: int, utterance_s: float) -> None:  # noqa: ANN001 - an LpmClient
+    """All `sessions` at once, each one utterance with a listen track, on their own threads, then
+    closed: so `rss_start` is taken with the working set of N concurrent sessions in place (the
+    daemon's per-session caches, the client's per-stream buffers, a malloc arena per thread), and
+    the soak's RSS growth is what an hour adds, not the step from one session to N."""
+    from lpm_npc.serve.client import stream_conversation
+
+    failures: list[BaseException] = []
+
+    def warm(i: int) -> None:
+        try:
+            session = client.open_session("soak", seed=10_000 + i)
+            stream_conversation(
+                client,
+                session,
+                _audio(utterance_s, 900_000 + i),
+                _audio(utterance_s, 950_000 + i),
+                timeout=utterance_s * 10 + 60,
+            )
+            client.close_session(session.session_id)
+        except BaseException as error:  # noqa: BLE001 - re-raised on the calling thread
+            failures.append(error)
+
+    threads = [threading.Thread(target=warm, args=(i,)) for i in range(sessions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
 def bench_soak(
     *,
     sessions: int,
@@ -118,9 +150,7 @@ def bench_soak(
     ):
         client.register_images("soak", sheet_images(seed=0))
         list(client.prepare("soak"))
-        warm = client.open_session("soak")
-        stream_conversation(client, warm, _audio(1.0, 0), None, timeout=120)
-        client.close_session(warm.session_id)
+        _warm_up(client, sessions, utterance_s)
         rss_start = rss_mb()
         started = time.monotonic()
         started_ns = time.time_ns()

@@ -43,9 +43,14 @@ def default_checkpoint_dir() -> Path:
 
 def read_config(checkpoint_dir: Path) -> ModelConfig:
     """config.json -> ModelConfig (preset + overrides; JSON lists become tuples)."""
-    data = json.loads((checkpoint_dir / CONFIG_FILE).read_text())
+    path = checkpoint_dir / CONFIG_FILE
+    return config_from_data(json.loads(path.read_text()), str(path))
+
+
+def config_from_data(data: dict, where: str) -> ModelConfig:
+    """The parsed contents of a config.json (`where` names it in errors) -> ModelConfig."""
     if "preset" not in data:
-        raise ValueError(f"{checkpoint_dir / CONFIG_FILE}: field 'preset' is missing")
+        raise ValueError(f"{where}: field 'preset' is missing")
     overrides = {
         key: tuple(value) if isinstance(value, list) else value
         for key, value in data.get("overrides", {}).items()

@@ -130,6 +130,12 @@ def _stream(width: int, stages: int) -> tuple[nn.Sequential, int]:
     return nn.Sequential(*layers), c_in
 
 
+def _hidden(c_in: int, flatten: bool) -> nn.Sequential:
+    """[Flatten,] Linear(c_in, 256), LayerNorm, SiLU (the Linear is index 1 after a Flatten)."""
+    layers: list[nn.Module] = [nn.Flatten()] if flatten else []
+    return nn.Sequential(*layers, nn.Linear(c_in, 256), nn.LayerNorm(256), nn.SiLU())
+
+
 class JudgeNet(nn.Module):
     """Coarse whole-frame stream + face-crop stream, flattened maps (position matters), two heads.
 
@@ -148,14 +154,13 @@ class JudgeNet(nn.Module):
         self.coarse, c_coarse = _stream(width, 4)
         self.face, c_face = _stream(width, 5)
         coarse_side, face_side = image_size // 32, crop_size // 32
-        self.coarse_trunk = nn.Sequential(
-            nn.Flatten(), nn.Linear(c_coarse * coarse_side**2, 256), nn.SiLU()
-        )
+        # A LayerNorm before every hidden SiLU: without it one large early step can push a whole
+        # flattened layer's pre-activations far below zero (a run at lr 2e-3 ended with every
+        # unit of both stream trunks at about -23, SiLU ~ 1e-9: constant readings, r = 0).
+        self.coarse_trunk = _hidden(c_coarse * coarse_side**2, flatten=True)
         self.crop_head = nn.Linear(256, 3)
-        self.face_trunk = nn.Sequential(
-            nn.Flatten(), nn.Linear(c_face * face_side**2, 256), nn.SiLU()
-        )
-        self.trunk = nn.Sequential(nn.Linear(256 + 256 + 3, 256), nn.SiLU(), nn.Dropout(0.1))
+        self.face_trunk = _hidden(c_face * face_side**2, flatten=True)
+        self.trunk = nn.Sequential(*_hidden(256 + 256 + 3, flatten=False), nn.Dropout(0.1))
         self.scalar_head = nn.Linear(256, len(SCALAR_NAMES))
         self.expression_head = nn.Linear(256, len(EXPRESSIONS))
         # Start the crop regression at the default framing's face (centre, ~half the frame).

@@ -27,7 +27,7 @@ from lpm_npc.judge.net_legacy import LegacyJudgeNet
 from lpm_npc.synth.motion import EXPRESSIONS
 
 JUDGE_FILE = "judge.safetensors"
-ARCH = "two_stream"  # `arch` metadata of files written by `save_judge` for `JudgeNet`
+ARCH = "two_stream_ln"  # `arch` metadata of files written by `save_judge` for `JudgeNet`
 READ_FIELDS: tuple[str, ...] = (
     "jaw_open",
     "blink",

@@ -149,6 +149,28 @@ def _levels(cfg: ModelConfig) -> int:
     return n_down
 
 
+def decoder_channels(cfg: ModelConfig) -> tuple[int, ...]:
+    """The decoder's widths per level (full resolution first): `vae_decoder_channels`, validated,
+    or the encoder's `vae_channels`."""
+    dec = cfg.vae_decoder_channels
+    if dec is None:
+        return tuple(cfg.vae_channels)
+    dec = tuple(int(c) for c in dec)
+    if len(dec) != len(cfg.vae_channels):
+        raise ValueError(
+            f"vae_decoder_channels: need {len(cfg.vae_channels)} widths like vae_channels "
+            f"{tuple(cfg.vae_channels)}, got {dec}"
+        )
+    if dec[0] != cfg.vae_channels[0]:
+        raise ValueError(
+            f"vae_decoder_channels[0] must equal vae_channels[0] = {cfg.vae_channels[0]} (the "
+            f"decoder has no full-resolution conv), got {dec[0]}"
+        )
+    if min(dec) < 1:
+        raise ValueError(f"vae_decoder_channels: every width must be >= 1, got {dec}")
+    return dec
+
+
 def _frame_widths(ch: tuple[int, ...]) -> list[int]:
     """Per-frame (video-rate) width at each level, full resolution first, latent side last.
 
@@ -207,7 +229,7 @@ class _Encoder(nn.Module):
 class _Decoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        ch = cfg.vae_channels
+        ch = decoder_channels(cfg)
         n_down = _levels(cfg)
         self.stride_t = cfg.temporal_stride
         top = ch[-1]

@@ -1,7 +1,9 @@
 """Stage `vae`: train the causal video VAE on rendered conversation clips.
 
 With `TrainConfig.vae_decoder_only` only the decoder trains: the encoder and the latent statistics
-stay, so latent datasets and DiTs built on them stay valid for the new decoder.
+stay, so latent datasets and DiTs built on them stay valid for the new decoder. A run whose
+`ModelConfig.vae_decoder_channels` is wider than its warm start's (`--init-from`) widens the
+decoder first (`model.vae_widen`: the same frames at step 0, the new channels then train).
 
 Student: the whole `LPM` with only `.vae` trainable (so `final.safetensors` is a full LPM state dict
 the next stage starts from). Loss: `model.vae.reconstruction_loss` (L1 + edge L1 + tiny KL) on
@@ -19,6 +21,7 @@ import torch
 
 from lpm_npc.model.lpm import LPM
 from lpm_npc.model.vae import reconstruction_loss
+from lpm_npc.model.vae_widen import widen_state
 from lpm_npc.train.batch import TrainBatch, clip_dataset, collate_clips, frames_to_video
 from lpm_npc.train.loop import StageObjective
 from lpm_npc.train.stage import StageContext, StageSetup
@@ -26,6 +29,7 @@ from lpm_npc.train.stage import StageContext, StageSetup
 log = logging.getLogger(__name__)
 
 _STATS_BATCHES = 4  # batches encoded to measure latent statistics
+DECODER_PREFIX = "vae.decoder."
 
 
 def freeze_except(model: torch.nn.Module, *trainable: str) -> None:
@@ -81,7 +85,10 @@ def measure_latent_stats(model: LPM, dataset, collate, batch_size: int) -> None:
 def build(ctx: StageContext) -> StageSetup:
     model = LPM(ctx.model)
     if ctx.init_state is not None:
-        model.load_state_dict(ctx.init_state)
+        state, grown = widen_state(model.vae.decoder, ctx.init_state, DECODER_PREFIX)
+        if grown:
+            log.info("warm start: %d decoder tensors widened (same frames at step 0)", len(grown))
+        model.load_state_dict(state)
     objective = VAEObjective(model, ctx.train)
     dataset = clip_dataset(ctx, ctx.stage.clip_frames)
     model_ref = model
