@@ -7,13 +7,16 @@ For each held-out character (the bench's seeds) a `--seconds` babble conversatio
 rendered; every VAE round-trips the same frames. The sheet has one row per (character, moment):
 the whole frame of truth and of each VAE, then the mouth box of each (the renderer's geometry,
 upscaled), at the frames where the jaw is most open. Printed (json): whole-frame, mouth-box and
-eye-box PSNR per VAE over all frames. This script measures; it trains nothing.
+eye-box PSNR per VAE over all frames, and each decoder's cost per streaming chunk
+(`decode_ms_per_chunk`, interleaved in this run, and `decode_cost_vs_first`). A widened VAE
+needs `--decoder-channels NAME=16,48,64,128`. This script measures; it trains nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,23 @@ def _box_psnr(truth: np.ndarray, other: np.ndarray, boxes: np.ndarray) -> float:
     return _psnr(a, b)
 
 
+def _decode_cost(vaes: dict, cfg, rounds: int) -> dict[str, float]:
+    """Median ms of one streaming chunk (`decode_step` of one latent frame, batch 1) per VAE,
+    the VAEs interleaved round by round so a busy machine slows all of them alike."""
+    import torch
+
+    z = torch.randn(1, cfg.latent_channels, 1, cfg.latent_size, cfg.latent_size)
+    caches = {n: v.init_decode_cache(1, latent_hw=(cfg.latent_size,) * 2) for n, v in vaes.items()}
+    times: dict[str, list[float]] = {n: [] for n in vaes}
+    with torch.no_grad():
+        for _ in range(rounds + 3):
+            for name, vae in vaes.items():
+                start = time.perf_counter()
+                vae.decode_step(z, caches[name])
+                times[name].append(time.perf_counter() - start)
+    return {n: round(1e3 * float(np.median(t[3:])), 2) for n, t in times.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vae", action="append", required=True, help="NAME=LPM safetensors")
@@ -41,6 +61,13 @@ def main() -> int:
     parser.add_argument("--characters", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--moments", type=int, default=2, help="rows per character")
+    parser.add_argument(
+        "--decoder-channels",
+        action="append",
+        default=[],
+        help="NAME=16,48,64,128: the vae_decoder_channels of a widened VAE given by --vae",
+    )
+    parser.add_argument("--cost-rounds", type=int, default=30, help="timed decode_step rounds")
     args = parser.parse_args()
 
     from PIL import Image
@@ -55,10 +82,16 @@ def main() -> int:
 
     cfg = ModelConfig.from_name("tiny")
     size = cfg.image_size
+    widths = {}
+    for item in args.decoder_channels:
+        name, _, value = item.partition("=")
+        widths[name] = tuple(int(c) for c in value.split(","))
     vaes = {}
     for item in args.vae:
         name, _, path = item.partition("=")
-        vaes[name] = load_frozen_vae(Path(path), cfg)
+        vae_cfg = cfg.with_overrides(vae_decoder_channels=widths.get(name))
+        vaes[name] = load_frozen_vae(Path(path), vae_cfg)
+    cost = _decode_cost(vaes, cfg, args.cost_rounds)
     seeds = held_out_character_seeds(args.characters, start=HELD_OUT_SEED_START)
     scores = {name: {"frame": [], "mouth": [], "eyes": []} for name in vaes}
     rows = []
@@ -94,6 +127,8 @@ def main() -> int:
     report = {
         "columns": columns,
         "characters": seeds,
+        "decode_ms_per_chunk": cost,
+        "decode_cost_vs_first": {n: round(v / cost[next(iter(cost))], 3) for n, v in cost.items()},
         "psnr_db": {
             name: {k: round(float(np.mean(v)), 2) for k, v in s.items()}
             for name, s in scores.items()
