@@ -15,12 +15,14 @@ DATA=${DATA:-runs/gpu-data}
 BATCH=${BATCH:-32}
 mkdir -p "$OUT" "$RUN"
 lpm() { python3 -m lpm_npc.cli "$@"; }
+# The shipped default's decoder is widened (its config.json overrides); every stage builds it so.
+WIDE=(--model-override "vae_decoder_channels=${DECODER_CHANNELS:-[16,48,64,128]}")
 stamp() { echo "$1 $(date -u +%H:%M:%S)" | tee -a "$OUT/timings.txt"; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/device.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())" | tee -a "$OUT/device.txt"
 
 stamp vae
-lpm train --stage vae --resume --out "$RUN" --device cuda --amp --workers 14 --no-progress \
+lpm train --stage vae --resume --out "$RUN" "${WIDE[@]}" --device cuda --amp --workers 14 --no-progress \
   --init-from samples/checkpoints/tiny/model.safetensors --minutes "${VAE_MIN:-1.5}" \
   >>"$OUT/train.log" 2>&1
 stamp data
@@ -33,12 +35,12 @@ for spec in "base:${BASE_MIN:-3}" "causal:${CAUSAL_MIN:-1}" "ode:${ODE_MIN:-0.8}
   "rollout:${ROLLOUT_MIN:-0.8}" "refiner:${REFINER_MIN:-0.4}"; do
   stage=${spec%%:*}
   stamp "$stage"
-  lpm train --stage "$stage" --resume --data "$DATA" --out "$RUN" --device cuda --amp \
+  lpm train --stage "$stage" --resume --data "$DATA" --out "$RUN" "${WIDE[@]}" --device cuda --amp \
     --batch-size "$BATCH" --workers 8 --minutes "${spec#*:}" --no-progress --json \
     >>"$OUT/train.json" 2>>"$OUT/train.log"
 done
 stamp export
-lpm train --export-only --out "$RUN" --json >>"$OUT/train.json" 2>>"$OUT/train.log"
+lpm train --export-only --out "$RUN" "${WIDE[@]}" --json >>"$OUT/train.json" 2>>"$OUT/train.log"
 python3 -m lpm_npc.train.adopt --from samples/checkpoints/tiny --run "$RUN" \
   --recipe "$RUN/export/recipe.json" | tee -a "$OUT/train.log"
 stamp done

@@ -63,3 +63,38 @@ def test_bad_decoder_widths_name_the_field() -> None:
     wide_state = wide.decoder.state_dict()
     with pytest.raises(ValueError, match="cannot shrink"):
         widen_state(narrow.decoder, wide_state, prefix="")
+
+
+def test_a_widened_vae_file_loads_with_its_widths_read_off_the_tensors(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    from lpm_npc.judge.roundtrip import load_frozen_vae
+    from lpm_npc.model.vae import decoder_channels, fit_decoder_channels
+
+    cfg = ModelConfig.from_name("test")
+    wide = VideoVAE(_wide(cfg)).eval()
+    assert decoder_channels(fit_decoder_channels(cfg, wide.state_dict())) == (8, 16, 24, 16)
+    narrow_state = VideoVAE(cfg).state_dict()
+    assert fit_decoder_channels(cfg, narrow_state) is cfg
+    assert fit_decoder_channels(_wide(cfg), narrow_state).vae_decoder_channels is None
+    with pytest.raises(ValueError, match="not a VideoVAE state dict"):
+        fit_decoder_channels(cfg, {"encoder.stem.weight": torch.zeros(1)})
+    # A bare LPM weights file (the default checkpoint's shape of file) loads without the override
+    # and decodes exactly what the wide VAE does.
+    path = tmp_path / "model.safetensors"
+    save_file({f"vae.{k}": v.contiguous() for k, v in wide.state_dict().items()}, str(path))
+    loaded = load_frozen_vae(path, cfg)
+    z = torch.randn(1, cfg.latent_channels, 2, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(loaded.decode(z), wide.decode(z))
+
+
+def test_a_warm_start_with_another_decoder_names_the_override() -> None:
+    from lpm_npc.train.recipe import check_decoder_fits
+
+    cfg = ModelConfig.from_name("test")
+    state = {f"vae.{k}": v for k, v in VideoVAE(_wide(cfg)).state_dict().items()}
+    with pytest.raises(ValueError, match=r"vae_decoder_channels=\[8,16,24,16\]"):
+        check_decoder_fits(state, cfg, "base")
+    check_decoder_fits(state, _wide(cfg), "base")  # fits: no error
+    check_decoder_fits(state, cfg, "vae")  # the vae stage widens or loads it itself

@@ -2,7 +2,7 @@
 
 - `load_frozen_vae(path, cfg)`: a `model.vae.VideoVAE(cfg)` in eval mode without grads, from the
   `vae.*` tensors of an LPM state dict (a checkpoint's `model.safetensors` or a stage's
-  `final.safetensors`).
+  `final.safetensors`); a widened decoder's widths are read off its tensors.
 - `round_trip_frames(vae, frames)`: uint8 (T, H, W, 3) -> uint8 (T, H, W, 3) through encode (the
   posterior mean) and decode, in independent segments of `segment_frames` frames (the VAE is causal
   with a short temporal reach, so segments only differ from one long pass near their starts).
@@ -26,7 +26,7 @@ def load_frozen_vae(path: Path | str, cfg: ModelConfig) -> nn.Module:
     """A `VideoVAE(cfg)` in eval mode, no grad, from the `vae.*` tensors of an LPM state dict."""
     from safetensors.torch import load_file
 
-    from lpm_npc.model.vae import VideoVAE
+    from lpm_npc.model.vae import VideoVAE, fit_decoder_channels
 
     path = Path(path)
     if not path.is_file():
@@ -34,8 +34,8 @@ def load_frozen_vae(path: Path | str, cfg: ModelConfig) -> nn.Module:
     state = {k[4:]: v.float() for k, v in load_file(str(path)).items() if k.startswith("vae.")}
     if not state:
         raise ValueError(f"{path} holds no 'vae.*' tensors (expected an LPM state dict)")
-    vae = VideoVAE(cfg)
     try:
+        vae = VideoVAE(fit_decoder_channels(cfg, state))
         vae.load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(

@@ -171,6 +171,28 @@ def decoder_channels(cfg: ModelConfig) -> tuple[int, ...]:
     return dec
 
 
+def fit_decoder_channels(cfg: ModelConfig, vae_state: dict[str, Tensor]) -> ModelConfig:
+    """`cfg` with `vae_decoder_channels` read off a `VideoVAE` state dict (keys without the "vae."
+    prefix), so a bare weights file whose decoder was widened loads without naming its widths.
+
+    The decoder's ResBlock `blocks.i` runs at level n_down - i; the full-resolution entry is the
+    encoder's (`decoder_channels`). Returns `cfg` itself when the widths already match, and raises
+    when the state has no decoder blocks (not a VAE state dict)."""
+    n_down = _levels(cfg)
+    keys = [f"decoder.blocks.{i}.conv1.weight" for i in range(n_down)]
+    missing = [k for k in keys if k not in vae_state]
+    if missing:
+        raise ValueError(f"not a VideoVAE state dict: no {missing[0]}")
+    widths = (int(cfg.vae_channels[0]),) + tuple(
+        int(vae_state[keys[n_down - level]].shape[0]) for level in range(1, n_down + 1)
+    )
+    if widths == decoder_channels(cfg):
+        return cfg
+    return cfg.with_overrides(
+        vae_decoder_channels=None if widths == tuple(cfg.vae_channels) else widths
+    )
+
+
 def _frame_widths(ch: tuple[int, ...]) -> list[int]:
     """Per-frame (video-rate) width at each level, full resolution first, latent side last.
 

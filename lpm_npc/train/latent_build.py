@@ -77,7 +77,7 @@ def conversation_seed(data_seed: int, character_seed: int, conversation: int) ->
 def _load_vae(opts: BuildOptions):
     from safetensors.torch import load_file
 
-    from lpm_npc.model.vae import VideoVAE
+    from lpm_npc.model.vae import VideoVAE, fit_decoder_channels
 
     cfg = ModelConfig.from_name(opts.preset)
     if not Path(opts.vae_path).is_file():
@@ -86,7 +86,7 @@ def _load_vae(opts: BuildOptions):
     vae_state = {k[len("vae.") :]: v.float() for k, v in state.items() if k.startswith("vae.")}
     if not vae_state:
         raise LatentDataError(f"--vae: {opts.vae_path} holds no `vae.*` weights")
-    vae = VideoVAE(cfg)
+    vae = VideoVAE(fit_decoder_channels(cfg, vae_state))
     vae.load_state_dict(vae_state)
     vae.requires_grad_(False)
     return vae.eval()

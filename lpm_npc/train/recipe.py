@@ -86,6 +86,23 @@ def warm_start_weights(path: Path) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
+def check_decoder_fits(state: dict[str, torch.Tensor], model: ModelConfig, stage: str) -> None:
+    """Refuse a warm start whose VAE decoder has other widths than the run's, naming the override
+    (the `vae` stage widens a narrower decoder itself, `model.vae_widen`; other stages cannot)."""
+    from lpm_npc.model.vae import decoder_channels, fit_decoder_channels
+
+    vae_state = {k[4:]: v for k, v in state.items() if k.startswith("vae.decoder.")}
+    if stage == "vae" or not vae_state:
+        return
+    widths = decoder_channels(fit_decoder_channels(model, vae_state))
+    if widths != decoder_channels(model):
+        listed = ",".join(str(w) for w in widths)
+        raise ValueError(
+            f"--init-from: its VAE decoder has widths {widths}, this run's {decoder_channels(model)}"
+            f"; pass --model-override 'vae_decoder_channels=[{listed}]'"
+        )
+
+
 def record_warm_start(out_dir: Path, stage: str, path: Path) -> None:
     """`<run>/<stage>/warm_start.json`: which file the stage's student started from (the export
     copies it into recipe.json as `warm_starts`, so a continued run says what it continued)."""
@@ -133,18 +150,18 @@ def build_context(
     train: TrainConfig, model: ModelConfig, name: str, opts: RunOptions, info: DistInfo
 ) -> StageContext:
     init = STAGE_INIT[name]
+    if opts.init_from is not None:
+        init_state = warm_start_weights(opts.init_from)
+        check_decoder_fits(init_state, model, name)
+    else:
+        init_state = final_weights(opts.out_dir, init) if init else None
     return StageContext(
         train=train,
         model=model,
         stage=train.stage(name),
         out_dir=opts.out_dir,
         device=info.device,
-        init_state=with_concat_input(
-            warm_start_weights(opts.init_from)
-            if opts.init_from is not None
-            else (final_weights(opts.out_dir, init) if init else None),
-            model,
-        ),
+        init_state=with_concat_input(init_state, model),
         teacher_state=with_concat_input(
             final_weights(opts.out_dir, TEACHER_STAGE) if name in NEEDS_TEACHER else None, model
         ),
