@@ -28,9 +28,6 @@ def _psnr(a, b) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vae", required=True, help="LPM safetensors whose VAE to probe")
-    parser.add_argument(
-        "--decoder-channels", default=None, help="16,48,64,128: a widened VAE's decoder widths"
-    )
     parser.add_argument("--characters", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=2.0, help="per character (x 24 frames)")
     parser.add_argument("--steps", type=int, default=300, help="Adam steps on the latents")
@@ -48,9 +45,6 @@ def main() -> int:
 
     torch.manual_seed(0)
     cfg = ModelConfig.from_name("tiny")
-    if args.decoder_channels:
-        widths = tuple(int(c) for c in args.decoder_channels.split(","))
-        cfg = cfg.with_overrides(vae_decoder_channels=widths)
     vae = load_frozen_vae(Path(args.vae), cfg)
     for p in vae.parameters():
         p.requires_grad_(False)

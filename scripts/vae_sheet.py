@@ -8,8 +8,8 @@ rendered; every VAE round-trips the same frames. The sheet has one row per (char
 the whole frame of truth and of each VAE, then the mouth box of each (the renderer's geometry,
 upscaled), at the frames where the jaw is most open. Printed (json): whole-frame, mouth-box and
 eye-box PSNR per VAE over all frames, and each decoder's cost per streaming chunk
-(`decode_ms_per_chunk`, interleaved in this run, and `decode_cost_vs_first`). A widened VAE
-needs `--decoder-channels NAME=16,48,64,128`. This script measures; it trains nothing.
+(`decode_ms_per_chunk`, interleaved in this run, and `decode_cost_vs_first`). A widened decoder's
+widths are read off its tensors. This script measures; it trains nothing.
 """
 
 from __future__ import annotations
@@ -61,12 +61,6 @@ def main() -> int:
     parser.add_argument("--characters", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--moments", type=int, default=2, help="rows per character")
-    parser.add_argument(
-        "--decoder-channels",
-        action="append",
-        default=[],
-        help="NAME=16,48,64,128: the vae_decoder_channels of a widened VAE given by --vae",
-    )
     parser.add_argument("--cost-rounds", type=int, default=30, help="timed decode_step rounds")
     args = parser.parse_args()
 
@@ -82,15 +76,10 @@ def main() -> int:
 
     cfg = ModelConfig.from_name("tiny")
     size = cfg.image_size
-    widths = {}
-    for item in args.decoder_channels:
-        name, _, value = item.partition("=")
-        widths[name] = tuple(int(c) for c in value.split(","))
     vaes = {}
     for item in args.vae:
         name, _, path = item.partition("=")
-        vae_cfg = cfg.with_overrides(vae_decoder_channels=widths.get(name))
-        vaes[name] = load_frozen_vae(Path(path), vae_cfg)
+        vaes[name] = load_frozen_vae(Path(path), cfg)
     cost = _decode_cost(vaes, cfg, args.cost_rounds)
     seeds = held_out_character_seeds(args.characters, start=HELD_OUT_SEED_START)
     scores = {name: {"frame": [], "mouth": [], "eyes": []} for name in vaes}

@@ -75,21 +75,12 @@ def conversation_seed(data_seed: int, character_seed: int, conversation: int) ->
 
 
 def _load_vae(opts: BuildOptions):
-    from safetensors.torch import load_file
+    from lpm_npc.judge.roundtrip import load_frozen_vae
 
-    from lpm_npc.model.vae import VideoVAE, fit_decoder_channels
-
-    cfg = ModelConfig.from_name(opts.preset)
-    if not Path(opts.vae_path).is_file():
-        raise FileNotFoundError(f"--vae: no safetensors file at {opts.vae_path}")
-    state = load_file(str(opts.vae_path))
-    vae_state = {k[len("vae.") :]: v.float() for k, v in state.items() if k.startswith("vae.")}
-    if not vae_state:
-        raise LatentDataError(f"--vae: {opts.vae_path} holds no `vae.*` weights")
-    vae = VideoVAE(fit_decoder_channels(cfg, vae_state))
-    vae.load_state_dict(vae_state)
-    vae.requires_grad_(False)
-    return vae.eval()
+    try:
+        return load_frozen_vae(opts.vae_path, ModelConfig.from_name(opts.preset))
+    except (FileNotFoundError, ValueError) as err:
+        raise LatentDataError(f"--vae: {err}") from err
 
 
 def encode_stream(vae, frames: np.ndarray) -> np.ndarray:
