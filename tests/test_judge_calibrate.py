@@ -83,3 +83,50 @@ def test_round_trip_keeps_shape_for_any_length():
         round_trip_frames(vae, frames, segment_frames=6)
     with pytest.raises(ValueError, match="uint8"):
         round_trip_frames(vae, frames.astype(np.float32))
+
+
+def test_visibility_is_the_renderers_answer():
+    """Sunglasses hide a blink (and the gaze) that the same face shows without them; the jaw and
+    the head stay visible behind them."""
+    import dataclasses
+
+    from lpm_npc.judge.visibility import VISIBLE_MIN_PX, channel_visibility
+    from lpm_npc.synth.character import CharacterSpec
+
+    motion = Motion.neutral(12)
+    motion.blink_left[::3] = 1.0
+    motion.blink_right[::3] = 1.0
+    face = CharacterSpec.from_seed(4)
+    clear = dataclasses.replace(face, glasses="none", hat="none")
+    shaded = dataclasses.replace(face, glasses="sun")
+    assert channel_visibility(clear, motion, "blink", 64, frames=12) > VISIBLE_MIN_PX
+    assert channel_visibility(shaded, motion, "blink", 64, frames=12) < VISIBLE_MIN_PX
+    assert channel_visibility(shaded, motion, "jaw_open", 64, frames=12) > VISIBLE_MIN_PX
+    assert channel_visibility(shaded, motion, "gaze_x", 64) < VISIBLE_MIN_PX
+    assert channel_visibility(clear, motion, "gaze_x", 64) > VISIBLE_MIN_PX
+    assert channel_visibility(shaded, motion, "head_yaw", 64) > VISIBLE_MIN_PX
+    with pytest.raises(ValueError, match="frames"):
+        channel_visibility(clear, motion, "blink", 64, frames=0)
+
+
+def test_hidden_conversations_are_reported_not_scored():
+    motions = [_motion(100, 0), _motion(100, 1)]
+    readings = [_reading(m, 0.0, i) for i, m in enumerate(motions)]
+    readings[1].blink = -readings[1].blink  # a reader that fails on the second conversation
+    visible = [dict.fromkeys(CHANNELS, True), {**dict.fromkeys(CHANNELS, True), "blink": False}]
+    assert channel_correlations(readings, motions)["blink"] == pytest.approx(0.0, abs=1e-6)
+    assert channel_correlations(readings, motions, visible)["blink"] == pytest.approx(1.0)
+    hidden_everywhere = [{**v, "blink": False} for v in visible]
+    assert channel_correlations(readings, motions, hidden_everywhere)["blink"] is None
+
+
+def test_accuracy_per_prompt_names_the_confused_prompt():
+    from lpm_npc.judge.calibrate import accuracy_per_prompt
+
+    prompts = ("cheerful", "sad")
+    smile, sad = EXPRESSIONS.index("smile"), EXPRESSIONS.index("sad")
+    eye = np.eye(len(EXPRESSIONS))
+    # Two characters: every cheerful clip read right, the second sad clip read as a smile.
+    clips = [eye[[smile] * 3], eye[[sad] * 3], eye[[smile] * 3], eye[[smile] * 3]]
+    assert accuracy_per_prompt(clips, prompts) == {"cheerful": 1.0, "sad": 0.5}
+    assert expression_accuracy(clips, prompts) == 0.75

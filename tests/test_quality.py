@@ -221,8 +221,11 @@ def test_judge_calibrate_cli(micro_checkpoint):
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
     for name in ("jaw_open", "head_pitch", "head_yaw", "blink", "brow_raise"):
-        assert set(result["channels"][name]) == {"truth_r", "vae_r"}
+        channel = result["channels"][name]
+        assert set(channel) == {"truth_r", "vae_r", "truth_r_all", "vae_r_all", "scored", "hidden"}
+        assert channel["scored"] + len(channel["hidden"]) <= 1
     assert result["cases"][0]["character_seed"] >= 1_000_000
+    assert set(result["cases"][0]["visibility_px"]) >= {"jaw_open", "blink", "brow_raise"}
     assert 0.0 <= result["expression"]["truth_acc"] <= 1.0
     assert set(result["goals_met"]) >= {"jaw_open", "expression", "jaw_open_vae"}
     bad = _cli("judge", "--calibrate", "--checkpoint", str(micro_checkpoint), "--characters", "0")

@@ -110,9 +110,17 @@ def _calibrate(args: argparse.Namespace, judge, checkpoint: Path) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    for name, values in result["channels"].items():
-        cells = "  ".join(f"{key} {'-' if v is None else f'{v:6.3f}'}" for key, v in values.items())
-        print(f"{name:11s} {cells}")
+
+    def cell(value: float | None) -> str:
+        return "     -" if value is None else f"{value:6.3f}"
+
+    print("channel     truth_r  vae_r  (all: truth_r  vae_r)  scored  hidden (character seeds)")
+    for name, v in result["channels"].items():
+        hidden = ", ".join(str(seed) for seed in v["hidden"]) or "-"
+        print(
+            f"{name:11s} {cell(v['truth_r'])} {cell(v['vae_r'])}       {cell(v['truth_r_all'])} "
+            f"{cell(v['vae_r_all'])}  {v['scored']:6d}  {hidden}"
+        )
     expression = result["expression"]
     print(
         f"expression  truth_acc {expression['truth_acc']:.3f}  vae_acc {expression['vae_acc']:.3f}"

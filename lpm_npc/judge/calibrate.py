@@ -7,15 +7,20 @@ seed), rendered at the model's size; the same frames round-tripped through the c
 (`judge.roundtrip`).
 - Per channel (`CHANNELS`): `truth_r` = the Pearson correlation, within each conversation, between
   the judge's reading of the truth frames and the motion truth, averaged over the conversations in
-  which the truth channel moves (None when it moves in none); `vae_r` the same on the VAE frames.
-  Within-conversation correlation is what the bench relies on (lip-sync per session, events against
-  a running median), so a per-character bias does not count and cannot inflate r.
+  which the truth channel moves and the renderer draws it (`judge.visibility`: not behind
+  sunglasses, a hat brim or hair); None when there is none. `vae_r` the same on the VAE frames.
+  `truth_r_all` / `vae_r_all` average over every conversation in which the channel moves, hidden
+  or not; `scored` counts the conversations behind `truth_r`, `hidden` lists the character seeds
+  left out as hidden. Within-conversation correlation is what the bench relies on (lip-sync per
+  session, events against a running median), so a per-character bias does not count and cannot
+  inflate r.
 - Expression: for each character and prompt word of `text_prompts` a `text_seconds` clip directed
   with that prompt; correct when the prompted expression (`prompted_expression`) has the highest
   mean probability among the prompted expressions (`expression_accuracy`, the bench's
   `text_control_acc` on truth); chance = 1 / len(text_prompts).
 `GOALS` holds the targets of issue 8 (each channel's truth_r, expression accuracy, and the VAE
-read-back within `VAE_TOLERANCE` of the truth read-back); `goals_met` reports them.
+read-back within `VAE_TOLERANCE` of the truth read-back); `goals_met` reports them on the visible
+conversations (`truth_r`, `vae_r`).
 This module trains nothing and writes no files.
 """
 
@@ -61,8 +66,8 @@ def prompted_expression(prompt: str) -> str:
     return EXPRESSIONS[1 + int(np.argmax(weights[1:]))]
 
 
-def expression_accuracy(clip_probs: list[np.ndarray], prompts: tuple[str, ...]) -> float:
-    """Share of clips whose prompted expression wins among the prompted expressions.
+def expression_hits(clip_probs: list[np.ndarray], prompts: tuple[str, ...]) -> list[bool]:
+    """Per clip: does its prompted expression win among the prompted expressions?
 
     clip_probs[k]: (T, len(EXPRESSIONS)) judge probabilities of clip k, directed with prompt
     `prompts[k % len(prompts)]`.
@@ -70,18 +75,32 @@ def expression_accuracy(clip_probs: list[np.ndarray], prompts: tuple[str, ...]) 
     if not clip_probs:
         raise ValueError("clip_probs must hold at least one clip")
     columns = [EXPRESSIONS.index(prompted_expression(p)) for p in prompts]
-    hits = [
+    return [
         int(np.argmax(np.asarray(probs).mean(axis=0)[columns])) == k % len(prompts)
         for k, probs in enumerate(clip_probs)
     ]
-    return float(np.mean(hits))
+
+
+def expression_accuracy(clip_probs: list[np.ndarray], prompts: tuple[str, ...]) -> float:
+    """Share of clips whose prompted expression wins among the prompted expressions."""
+    return float(np.mean(expression_hits(clip_probs, prompts)))
+
+
+def accuracy_per_prompt(clip_probs: list[np.ndarray], prompts: tuple[str, ...]) -> dict[str, float]:
+    """`expression_accuracy` of each prompt's clips (which expressions the judge confuses)."""
+    hits = expression_hits(clip_probs, prompts)
+    return {
+        p: round(float(np.mean(hits[i :: len(prompts)])), 4)
+        for i, p in enumerate(prompts)
+        if hits[i :: len(prompts)]
+    }
 
 
 def truth_channel(motion: Motion, name: str) -> np.ndarray:
     """The motion truth of a reported channel (`blink` = mean of both eyes)."""
-    if name == "blink":
-        return (motion.blink_left + motion.blink_right) / 2
-    return getattr(motion, name)
+    from lpm_npc.judge.visibility import motion_channels
+
+    return np.mean([getattr(motion, f) for f in motion_channels(name)], axis=0)
 
 
 def read_channel(reading, name: str) -> np.ndarray:
@@ -89,16 +108,21 @@ def read_channel(reading, name: str) -> np.ndarray:
     return getattr(reading, name) if hasattr(reading, name) else reading.scalars[name]
 
 
-def channel_correlations(readings: list, motions: list[Motion]) -> dict[str, float | None]:
-    """Mean within-conversation Pearson r per channel (None when the truth never moves)."""
+def channel_correlations(
+    readings: list, motions: list[Motion], visible: list[dict[str, bool]] | None = None
+) -> dict[str, float | None]:
+    """Mean within-conversation Pearson r per channel over the conversations in which the truth
+    moves and (when `visible` is given, one dict per conversation) the channel is visible; None
+    when there is none."""
     from lpm_npc.bench.quality_metrics import pearson
 
     out: dict[str, float | None] = {}
     for name in CHANNELS:
         values = [
             pearson(read_channel(r, name), truth_channel(m, name))
-            for r, m in zip(readings, motions, strict=True)
+            for k, (r, m) in enumerate(zip(readings, motions, strict=True))
             if float(np.std(truth_channel(m, name))) > _MIN_TRUTH_SD
+            and (visible is None or visible[k][name])
         ]
         out[name] = round(float(np.mean(values)), 4) if values else None
     return out
@@ -113,6 +137,7 @@ class CalibrationCase:
     motion: Motion
     truth: np.ndarray  # (T, S, S, 3) uint8
     vae: np.ndarray | None  # (T, S, S, 3) uint8, None without a VAE
+    visibility: dict[str, float]  # per channel, `judge.visibility.channel_visibility`
 
 
 def calibrate(
@@ -129,6 +154,7 @@ def calibrate(
     """Measure `judge` (a `judge.reader.Judge`) as the module docstring says; `vae` may be None
     (then every `vae_r` and `vae_acc` is None). Returns a JSON-ready dict."""
     from lpm_npc.judge.roundtrip import round_trip_frames
+    from lpm_npc.judge.visibility import VISIBLE_MIN_PX, channel_visibility
     from lpm_npc.synth.character import CharacterSpec
     from lpm_npc.synth.dataset import HELD_OUT_SEED_START, held_out_character_seeds
     from lpm_npc.synth.director import direct_conversation
@@ -151,6 +177,7 @@ def calibrate(
                 conv.motion,
                 frames,
                 round_trip_frames(vae, frames) if vae is not None else None,
+                {n: round(channel_visibility(spec, conv.motion, n, size), 2) for n in CHANNELS},
             )
         )
         for prompt in text_prompts:
@@ -160,26 +187,52 @@ def calibrate(
             if vae is not None:
                 text_vae.append(judge.read(round_trip_frames(vae, clip_frames)).expression_probs)
     motions = [c.motion for c in cases]
-    truth_r = channel_correlations([judge.read(c.truth) for c in cases], motions)
-    vae_r = (
-        channel_correlations([judge.read(c.vae) for c in cases], motions)
-        if vae is not None
-        else dict.fromkeys(CHANNELS)
-    )
-    channels = {name: {"truth_r": truth_r[name], "vae_r": vae_r[name]} for name in CHANNELS}
+    visible = [{n: v >= VISIBLE_MIN_PX for n, v in c.visibility.items()} for c in cases]
+    truth_reads = [judge.read(c.truth) for c in cases]
+    vae_reads = [judge.read(c.vae) for c in cases] if vae is not None else None
+    truth_r = channel_correlations(truth_reads, motions, visible)
+    truth_all = channel_correlations(truth_reads, motions)
+    none = dict.fromkeys(CHANNELS)
+    vae_r = channel_correlations(vae_reads, motions, visible) if vae_reads else none
+    vae_all = channel_correlations(vae_reads, motions) if vae_reads else none
+    channels = {}
+    for name in CHANNELS:
+        moving = [float(np.std(truth_channel(m, name))) > _MIN_TRUTH_SD for m in motions]
+        channels[name] = {
+            "truth_r": truth_r[name],
+            "vae_r": vae_r[name],
+            "truth_r_all": truth_all[name],
+            "vae_r_all": vae_all[name],
+            "scored": sum(m and v[name] for m, v in zip(moving, visible, strict=True)),
+            "hidden": [
+                c.character_seed
+                for c, m, v in zip(cases, moving, visible, strict=True)
+                if m and not v[name]
+            ],
+        }
     truth_acc = expression_accuracy(text_truth, text_prompts)
     vae_acc = expression_accuracy(text_vae, text_prompts) if vae is not None else None
     return {
         "channels": channels,
-        "expression": {"truth_acc": truth_acc, "vae_acc": vae_acc},
+        "expression": {
+            "truth_acc": truth_acc,
+            "vae_acc": vae_acc,
+            "truth_acc_per_prompt": accuracy_per_prompt(text_truth, text_prompts),
+        },
         "goals_met": goals_met(channels, truth_acc, vae_acc),
         "cases": [
-            {"character_seed": c.character_seed, "prompt": c.prompt, "frames": len(c.truth)}
+            {
+                "character_seed": c.character_seed,
+                "prompt": c.prompt,
+                "frames": len(c.truth),
+                "visibility_px": c.visibility,
+            }
             for c in cases
         ],
         "text_prompts": list(text_prompts),
         "seconds": seconds,
         "text_seconds": text_seconds,
+        "visible_min_px": VISIBLE_MIN_PX,
     }
 
 
