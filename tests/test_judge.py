@@ -36,6 +36,17 @@ def test_targets_roundtrip_and_poses_are_in_range():
             assert back[i] == pytest.approx(np.clip(getattr(motion, name)[0], lo, hi), abs=1e-4)
 
 
+def test_random_poses_show_brows_without_expression_offsets():
+    """Half the random poses are neutral and most have no furrow, so a brow raise is seen alone."""
+    rng = np.random.default_rng(1)
+    poses = [random_pose(rng) for _ in range(600)]
+    neutral = np.mean([p.expression[0].argmax() == 0 for p in poses])
+    unfurrowed = np.mean([p.brow_furrow[0] == 0.0 for p in poses])
+    raised = np.mean([p.brow_raise[0] > 0.5 for p in poses])
+    assert 0.5 <= neutral <= 0.65  # 0.5 forced + a uniform draw that lands on neutral
+    assert 0.52 <= unfurrowed <= 0.68 and 0.25 <= raised <= 0.45
+
+
 def test_dataset_groups_are_clips_or_random_poses_and_deterministic():
     ds = JudgeFrames(seed=3, size=64, conversation_frac=0.5)
     items = [ds[i] for i in range(8 * GROUP)]

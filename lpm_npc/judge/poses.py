@@ -32,6 +32,14 @@ from lpm_npc.synth.motion import EXPRESSIONS, SCALAR_RANGES, Motion
 GROUP = 4  # frames per group: the VAE's temporal stride, so a conversation group is a VAE clip
 # Poses mostly face the camera like the generator's output; a fifth of them turn far.
 _NEAR_YAW_DEG = 45.0
+# The brow height the renderer draws is brow_raise plus the expressions' brow offsets (surprised
+# +1.0, skeptical +0.9 / -0.25, cheerful +0.25) less a furrow (0.3 of a full raise at the outer
+# end, 1.2 at the inner end). With a random expression on every pose and a furrow on 70% of them,
+# a judge trained 10k steps read brow_raise as a constant (0.05-0.10 for raises 0..1 on every
+# character tried): half the random poses are neutral and most have no furrow, so that a raise is
+# also seen on its own.
+_NEUTRAL_SHARE = 0.5
+_FURROW_REST = 0.6
 
 
 def random_pose(rng: np.random.Generator) -> Motion:
@@ -41,8 +49,10 @@ def random_pose(rng: np.random.Generator) -> Motion:
         value = rng.uniform(lo, hi)
         if name == "head_yaw" and rng.random() < 0.8:
             value = rng.uniform(-_NEAR_YAW_DEG, _NEAR_YAW_DEG)
-        if name in ("jaw_open", "blink_left", "brow_raise", "brow_furrow") and rng.random() < 0.3:
+        if name in ("jaw_open", "blink_left", "brow_raise") and rng.random() < 0.3:
             value = lo  # rest pose is common
+        if name == "brow_furrow" and rng.random() < _FURROW_REST:
+            value = lo
         if name in ("head_pitch", "head_roll") and rng.random() < 0.5:
             value *= 0.5
         values[name] = np.array([value], np.float32)
@@ -50,7 +60,8 @@ def random_pose(rng: np.random.Generator) -> Motion:
     if rng.random() < 0.8:
         values["blink_right"] = values["blink_left"].copy()
     expression = np.zeros((1, len(EXPRESSIONS)), np.float32)
-    primary = int(rng.integers(len(EXPRESSIONS)))
+    # Neutral (column 0) with probability _NEUTRAL_SHARE, else a uniformly drawn expression.
+    primary = 0 if rng.random() < _NEUTRAL_SHARE else int(rng.integers(len(EXPRESSIONS)))
     expression[0, primary] = rng.uniform(0.5, 1.0)
     if rng.random() < 0.3:
         expression[0, int(rng.integers(len(EXPRESSIONS)))] += rng.uniform(0.0, 0.4)
