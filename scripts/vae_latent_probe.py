@@ -37,7 +37,7 @@ def main() -> int:
     import torch
 
     from lpm_npc.config import ModelConfig
-    from lpm_npc.judge.roundtrip import load_frozen_vae
+    from lpm_npc.model.vae import load_frozen_vae
     from lpm_npc.synth.character import CharacterSpec
     from lpm_npc.synth.dataset import HELD_OUT_SEED_START, held_out_character_seeds
     from lpm_npc.synth.director import direct_conversation

@@ -67,7 +67,8 @@ def main() -> int:
     from PIL import Image
 
     from lpm_npc.config import ModelConfig
-    from lpm_npc.judge.roundtrip import load_frozen_vae, round_trip_frames
+    from lpm_npc.judge.roundtrip import round_trip_frames
+    from lpm_npc.model.vae import load_frozen_vae
     from lpm_npc.synth.character import CharacterSpec
     from lpm_npc.synth.dataset import HELD_OUT_SEED_START, held_out_character_seeds
     from lpm_npc.synth.director import direct_conversation

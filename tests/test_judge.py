@@ -144,8 +144,7 @@ def test_round_trip_touches_only_whole_conversation_clips(tmp_path):
     from safetensors.torch import save_file
 
     from lpm_npc.config import ModelConfig
-    from lpm_npc.judge.roundtrip import load_frozen_vae
-    from lpm_npc.model.vae import VideoVAE
+    from lpm_npc.model.vae import VideoVAE, load_frozen_vae
     from lpm_npc.train.stage_judge import vae_weights_path
 
     cfg = ModelConfig.from_name("tiny").with_overrides(

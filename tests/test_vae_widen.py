@@ -68,8 +68,7 @@ def test_bad_decoder_widths_name_the_field() -> None:
 def test_a_widened_vae_file_loads_with_its_widths_read_off_the_tensors(tmp_path) -> None:
     from safetensors.torch import save_file
 
-    from lpm_npc.judge.roundtrip import load_frozen_vae
-    from lpm_npc.model.vae import decoder_channels, fit_decoder_channels
+    from lpm_npc.model.vae import decoder_channels, fit_decoder_channels, load_frozen_vae
 
     cfg = ModelConfig.from_name("test")
     wide = VideoVAE(_wide(cfg)).eval()

@@ -85,7 +85,7 @@ def _calibrate(args: argparse.Namespace, judge, checkpoint: Path) -> int:
 
     from lpm_npc.engine.weights import WEIGHTS_FILE, read_config
     from lpm_npc.judge.calibrate import calibrate
-    from lpm_npc.judge.roundtrip import load_frozen_vae
+    from lpm_npc.model.vae import load_frozen_vae
 
     if args.characters < 1:
         raise ValueError(f"--characters must be >= 1, got {args.characters}")

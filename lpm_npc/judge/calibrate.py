@@ -4,7 +4,7 @@ round-trips (`lpm-npc judge --calibrate`).
 Cases: `n_characters` held-out characters (`synth.dataset.held_out_character_seeds`, never drawn by
 training), one directed conversation each (`seconds` long, the director's random prompt for that
 seed), rendered at the model's size; the same frames round-tripped through the checkpoint's VAE
-(`judge.roundtrip`).
+(`judge.roundtrip`, the VAE from `model.vae.load_frozen_vae`).
 - Per channel (`CHANNELS`): `truth_r` = the Pearson correlation, within each conversation, between
   the judge's reading of the truth frames and the motion truth, averaged over the conversations in
   which the truth channel moves and the renderer draws it (`judge.visibility`: not behind
@@ -103,6 +103,11 @@ def truth_channel(motion: Motion, name: str) -> np.ndarray:
     return np.mean([getattr(motion, f) for f in motion_channels(name)], axis=0)
 
 
+def moves(motion: Motion, name: str) -> bool:
+    """Does the channel's truth move within this conversation (is it scored at all)?"""
+    return float(np.std(truth_channel(motion, name))) > _MIN_TRUTH_SD
+
+
 def read_channel(reading, name: str) -> np.ndarray:
     """The judge's reading of a channel (`JudgeReading` field or scalar)."""
     return getattr(reading, name) if hasattr(reading, name) else reading.scalars[name]
@@ -121,8 +126,7 @@ def channel_correlations(
         values = [
             pearson(read_channel(r, name), truth_channel(m, name))
             for k, (r, m) in enumerate(zip(readings, motions, strict=True))
-            if float(np.std(truth_channel(m, name))) > _MIN_TRUTH_SD
-            and (visible is None or visible[k][name])
+            if moves(m, name) and (visible is None or visible[k][name])
         ]
         out[name] = round(float(np.mean(values)), 4) if values else None
     return out
@@ -197,7 +201,7 @@ def calibrate(
     vae_all = channel_correlations(vae_reads, motions) if vae_reads else none
     channels = {}
     for name in CHANNELS:
-        moving = [float(np.std(truth_channel(m, name))) > _MIN_TRUTH_SD for m in motions]
+        moving = [moves(m, name) for m in motions]
         channels[name] = {
             "truth_r": truth_r[name],
             "vae_r": vae_r[name],

@@ -1,11 +1,9 @@
-"""The model's VAE as a frame degrader: load it frozen from LPM weights, round-trip uint8 video.
+"""The model's VAE as a frame degrader: round-trip uint8 video through it.
 
-- `load_frozen_vae(path, cfg)`: a `model.vae.VideoVAE(cfg)` in eval mode without grads, from the
-  `vae.*` tensors of an LPM state dict (a checkpoint's `model.safetensors` or a stage's
-  `final.safetensors`); a widened decoder's widths are read off its tensors.
-- `round_trip_frames(vae, frames)`: uint8 (T, H, W, 3) -> uint8 (T, H, W, 3) through encode (the
+`round_trip_frames(vae, frames)`: uint8 (T, H, W, 3) -> uint8 (T, H, W, 3) through encode (the
   posterior mean) and decode, in independent segments of `segment_frames` frames (the VAE is causal
-  with a short temporal reach, so segments only differ from one long pass near their starts).
+  with a short temporal reach, so segments only differ from one long pass near their starts). The
+VAE comes from `model.vae.load_frozen_vae`.
 
 Used by the judge stage (training augmentation), the judge calibration and the quality bench's
 `vae` rung. It trains nothing.
@@ -13,36 +11,9 @@ Used by the judge stage (training augmentation), the judge calibration and the q
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
-
-from lpm_npc.config import ModelConfig
-
-
-def load_frozen_vae(path: Path | str, cfg: ModelConfig) -> nn.Module:
-    """A `VideoVAE(cfg)` in eval mode, no grad, from the `vae.*` tensors of an LPM state dict."""
-    from safetensors.torch import load_file
-
-    from lpm_npc.model.vae import VideoVAE, fit_decoder_channels
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no VAE weights at {path}")
-    state = {k[4:]: v.float() for k, v in load_file(str(path)).items() if k.startswith("vae.")}
-    if not state:
-        raise ValueError(f"{path} holds no 'vae.*' tensors (expected an LPM state dict)")
-    try:
-        vae = VideoVAE(fit_decoder_channels(cfg, state))
-        vae.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(
-            f"the VAE in {path} does not fit ModelConfig {cfg.name} (latent_channels, "
-            f"vae_channels; pass the overrides it was trained with): {str(err)[:300]}"
-        ) from err
-    return vae.eval().requires_grad_(False)
 
 
 @torch.no_grad()

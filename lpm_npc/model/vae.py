@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -534,3 +535,26 @@ def reconstruction_loss(
     kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean()
     total = l1 + edge_weight * edge + kl_weight * kl
     return VAELoss(total=total, l1=l1, edge=edge, kl=kl)
+
+
+def load_frozen_vae(path: Path | str, cfg: ModelConfig) -> VideoVAE:
+    """A `VideoVAE(cfg)` in eval mode, no grad, from the `vae.*` tensors of an LPM state dict (a
+    checkpoint's `model.safetensors` or a stage's `final.safetensors`); a widened decoder's widths
+    are read off its tensors (`fit_decoder_channels`)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no VAE weights at {path}")
+    state = {k[4:]: v.float() for k, v in load_file(str(path)).items() if k.startswith("vae.")}
+    if not state:
+        raise ValueError(f"{path} holds no 'vae.*' tensors (expected an LPM state dict)")
+    try:
+        vae = VideoVAE(fit_decoder_channels(cfg, state))
+        vae.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(
+            f"the VAE in {path} does not fit ModelConfig {cfg.name} (latent_channels, "
+            f"vae_channels; pass the overrides it was trained with): {str(err)[:300]}"
+        ) from err
+    return vae.eval().requires_grad_(False)

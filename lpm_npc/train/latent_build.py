@@ -75,7 +75,7 @@ def conversation_seed(data_seed: int, character_seed: int, conversation: int) ->
 
 
 def _load_vae(opts: BuildOptions):
-    from lpm_npc.judge.roundtrip import load_frozen_vae
+    from lpm_npc.model.vae import load_frozen_vae
 
     try:
         return load_frozen_vae(opts.vae_path, ModelConfig.from_name(opts.preset))

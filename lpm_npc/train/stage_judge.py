@@ -32,7 +32,7 @@ from torch import nn
 
 from lpm_npc.judge.net import JudgeNet, judge_loss, resize_input
 from lpm_npc.judge.poses import GROUP, JudgeFrames, collate_frames
-from lpm_npc.judge.roundtrip import load_frozen_vae
+from lpm_npc.model.vae import load_frozen_vae
 from lpm_npc.train.loop import StageObjective, stage_dir
 from lpm_npc.train.stage import StageContext, StageSetup
 
