@@ -4,16 +4,25 @@
 #   RUN      run directory           (default runs/tiny)
 #   DATA     latent dataset          (default runs/data/tiny)
 #   VAE_RUN  a finished vae stage to reuse instead of training one here (optional)
+#   JUDGE_RUN a finished judge stage to reuse instead of training one here (optional)
+#   MODEL_OVERRIDE one --model-override for every stage, e.g. 'vae_decoder_channels=[16,48,64,128]'
+#            (needed with a VAE_RUN whose decoder was widened)
 set -euo pipefail
 RUN=${RUN:-runs/tiny}
 DATA=${DATA:-runs/data/tiny}
 mkdir -p "$RUN"
+OVERRIDE=()
+if [ -n "${MODEL_OVERRIDE:-}" ]; then OVERRIDE=(--model-override "$MODEL_OVERRIDE"); fi
 if [ -n "${VAE_RUN:-}" ] && [ ! -f "$RUN/vae/final.safetensors" ]; then
   mkdir -p "$RUN/vae"
   cp "$VAE_RUN/vae/final.safetensors" "$VAE_RUN/vae/result.json" "$RUN/vae/"
 fi
-lpm-npc train --stage vae --resume --out "$RUN" --workers 1 --no-progress
+if [ -n "${JUDGE_RUN:-}" ] && [ ! -f "$RUN/judge/final.safetensors" ]; then
+  mkdir -p "$RUN/judge"
+  cp "$JUDGE_RUN/judge/final.safetensors" "$JUDGE_RUN/judge/result.json" "$RUN/judge/"
+fi
+lpm-npc train --stage vae --resume "${OVERRIDE[@]}" --out "$RUN" --workers 1 --no-progress
 lpm-npc data build --out "$DATA" --vae "$RUN/vae/final.safetensors" \
   --characters "${CHARACTERS:-256}" --conversations-per-character 2 \
   --seconds-per-conversation "${SECONDS_PER_CONVERSATION:-12}" --workers 2 --no-progress
-lpm-npc train --all --resume --data "$DATA" --out "$RUN" --workers 1 --no-progress --json
+lpm-npc train --all --resume "${OVERRIDE[@]}" --data "$DATA" --out "$RUN" --workers 1 --no-progress --json
