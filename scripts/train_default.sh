@@ -13,14 +13,15 @@ DATA=${DATA:-runs/data/tiny}
 mkdir -p "$RUN"
 OVERRIDE=()
 if [ -n "${MODEL_OVERRIDE:-}" ]; then OVERRIDE=(--model-override "$MODEL_OVERRIDE"); fi
-if [ -n "${VAE_RUN:-}" ] && [ ! -f "$RUN/vae/final.safetensors" ]; then
-  mkdir -p "$RUN/vae"
-  cp "$VAE_RUN/vae/final.safetensors" "$VAE_RUN/vae/result.json" "$RUN/vae/"
-fi
-if [ -n "${JUDGE_RUN:-}" ] && [ ! -f "$RUN/judge/final.safetensors" ]; then
-  mkdir -p "$RUN/judge"
-  cp "$JUDGE_RUN/judge/final.safetensors" "$JUDGE_RUN/judge/result.json" "$RUN/judge/"
-fi
+# reuse STAGE FROM_RUN: copy a finished stage into $RUN (then --resume skips it as finished).
+reuse() {
+  if [ -n "$2" ] && [ ! -f "$RUN/$1/final.safetensors" ]; then
+    mkdir -p "$RUN/$1"
+    cp "$2/$1/final.safetensors" "$2/$1/result.json" "$RUN/$1/"
+  fi
+}
+reuse vae "${VAE_RUN:-}"
+reuse judge "${JUDGE_RUN:-}"
 lpm-npc train --stage vae --resume "${OVERRIDE[@]}" --out "$RUN" --workers 1 --no-progress
 lpm-npc data build --out "$DATA" --vae "$RUN/vae/final.safetensors" \
   --characters "${CHARACTERS:-256}" --conversations-per-character 2 \

@@ -125,13 +125,13 @@ def _held_out(n: int, seconds: float, size: int, stride: int) -> list:
 
 @torch.no_grad()
 def _evaluate(vae, branch: ReferenceBranch | None, cases) -> dict[str, float]:
+    from lpm_npc.judge.roundtrip import round_trip_frames
+
     scores: dict[str, list[float]] = {"frame": [], "mouth": [], "eyes": []}
     for truth, front, mouth, eyes in cases:
         if branch is not None:
             branch.set_reference(front)
-        video = torch.from_numpy(truth).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
-        out = vae.decode(vae.encode(video))[0].clamp(-1, 1)
-        px = ((out.permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
+        px = round_trip_frames(vae, truth, segment_frames=len(truth))  # one pass per clip
         scores["frame"].append(_psnr(truth, px))
         for key, region in (("mouth", mouth), ("eyes", eyes)):
             crops = [
