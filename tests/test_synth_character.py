@@ -153,6 +153,19 @@ def test_pitch_roll_gaze_brows_sway_breath_each_show():
         assert np.abs(_frame(PLAIN, **{channel: value}) - base).max() > 40, channel
 
 
+@pytest.mark.parametrize("hat", ch.HATS)
+def test_brow_raise_shows_through_every_fringe_and_hat(hat):
+    """Brows are drawn over a fringe and a hat (with a rim of forehead), so a brow raise is visible
+    on every hair style, the ones whose fringe reaches below the brows included."""
+    from lpm_npc.judge.visibility import VISIBLE_MIN_PX, channel_visibility
+
+    motion = sample_motion(8, seed=1)
+    for style in ch.HAIR_STYLES:
+        spec = dataclasses.replace(PLAIN, hair_style=style, hat=hat)
+        shown = channel_visibility(spec, motion, "brow_raise", 64, frames=2)
+        assert shown > 2 * VISIBLE_MIN_PX, (style, hat, shown)
+
+
 def test_blink_closes_each_eye():
     open_ = _frame(PLAIN, size=160)
     left = _frame(PLAIN, size=160, blink_left=1.0)

@@ -28,6 +28,10 @@ CAVITY = np.array([0.28, 0.07, 0.09], F32)
 TEETH = np.array([0.96, 0.95, 0.9], F32)
 TONGUE = np.array([0.86, 0.38, 0.42], F32)
 BLUSH = np.array([0.92, 0.42, 0.45], F32)
+# A full brow raise lifts the brow this far (head units; ~4 px at 128 px, so a listening raise of
+# 0.35-0.7 moves it 1.5-3 px). Stylised: a real brow travels about half as far.
+BROW_TRAVEL = 0.07
+BROW_RIM = 0.014  # forehead shown around a brow drawn over a fringe (~1 px at 128 px)
 
 
 def _col(v) -> np.ndarray:
@@ -48,9 +52,14 @@ def paint_face(
     grid: Grid,
     look: Look,
     ctl: Controls,
-) -> None:
-    """Paint cheeks, eyes, brows and mouth into the planar `albedo` (3, G, h, w) in place."""
+) -> np.ndarray:
+    """Paint cheeks, eyes, brows and mouth into the planar `albedo` (3, G, h, w) in place.
+
+    Returns the brow window (G, h, w): each brow and a rim of forehead around it, which the head
+    painter draws again over a fringe (brows show through hair, a cartoon convention that keeps a
+    brow raise visible on every hair style)."""
     inv_aa = hf.inv_aa
+    brow_window = np.zeros(qx.shape, F32)
     front = np.clip(qz * F32(6.0 / look.skull[2]), 0.0, 1.0)  # features fade towards the sides
 
     def window(x: float, y: float, radius: float):
@@ -72,7 +81,8 @@ def paint_face(
     _paint_mouth(albedo, qx, qy, front, hf, grid, look, ctl, window)
     for side in (-1.0, 1.0):
         _paint_eye(albedo, qx, qy, front, inv_aa, look, ctl, side, window)
-        _paint_brow(albedo, qx, qy, front, inv_aa, look, ctl, side, window)
+        _paint_brow(albedo, brow_window, qx, qy, front, inv_aa, look, ctl, side, window)
+    return brow_window
 
 
 def _paint_eye(albedo, qx, qy, front, inv_aa, look: Look, ctl: Controls, side: float, window):
@@ -120,7 +130,9 @@ def _paint_eye(albedo, qx, qy, front, inv_aa, look: Look, ctl: Controls, side: f
     paint(dst, coverage(lower, inv_aa) * fr * F32(0.35), look.skin_shadow)
 
 
-def _paint_brow(albedo, qx, qy, front, inv_aa, look: Look, ctl: Controls, side: float, window):
+def _paint_brow(
+    albedo, brow_window, qx, qy, front, inv_aa, look: Look, ctl: Controls, side: float, window
+):
     bl, thick, arch, inner_k = look.brow_shape
     _, eu, _, _ = look.eye
     raise_ = _col(ctl.brow_l if side > 0 else ctl.brow_r)
@@ -132,7 +144,7 @@ def _paint_brow(albedo, qx, qy, front, inv_aa, look: Look, ctl: Controls, side: 
     if sl is None:
         return
     bx = F32(bx0) - F32(side * 0.016) * furrow  # furrowed brows pull together
-    by = F32(by0) + F32(0.04) * raise_ - F32(0.012) * furrow
+    by = F32(by0) + F32(BROW_TRAVEL) * raise_ - F32(0.012) * furrow
     outer = (qx[:, sl[0], sl[1]] - bx) * F32(side)
     u = np.clip(outer / F32(bl), -1.0, 1.0)
     inner = (F32(1.0) - u) * F32(0.5)  # 1 at the inner end, 0 at the outer end
@@ -149,7 +161,10 @@ def _paint_brow(albedo, qx, qy, front, inv_aa, look: Look, ctl: Controls, side: 
         * (F32(1.0) - F32(0.45) * np.clip(u, 0.0, 1.0) ** 2)
     )
     sdf = np.maximum(np.abs(qy[:, sl[0], sl[1]] - curve) - th * 0.5, np.abs(outer) - F32(bl))
-    paint(albedo[:, :, sl[0], sl[1]], coverage(sdf, inv_aa) * front[:, sl[0], sl[1]], look.brow)
+    fr = front[:, sl[0], sl[1]]
+    paint(albedo[:, :, sl[0], sl[1]], coverage(sdf, inv_aa) * fr, look.brow)
+    rim = coverage(sdf - F32(BROW_RIM), inv_aa) * fr
+    np.maximum(brow_window[:, sl[0], sl[1]], rim, out=brow_window[:, sl[0], sl[1]])
 
 
 def _paint_mouth(albedo, qx, qy, front, hf, grid, look: Look, ctl: Controls, window):

@@ -237,7 +237,7 @@ def paint_head(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> Non
     shade = lambert(skull.nx / rx, skull.ny / ry, skull.nz / rz, hf.light, 0.62)
     albedo = np.empty((3,) + qx.shape, F32)
     albedo[...] = look.skin.reshape(3, 1, 1, 1)
-    paint_face(albedo, qx, qy, qz, hf, grid, look, ctl)
+    brow_window = paint_face(albedo, qx, qy, qz, hf, grid, look, ctl)
     skin_colour = albedo * shade
     alpha = skull.cover * _in_front(skull.t, zbuf)
     paint(region, alpha, skin_colour)
@@ -310,6 +310,10 @@ def paint_head(canvas: np.ndarray, grid: Grid, look: Look, ctl: Controls) -> Non
             np.copyto(z, bun.t, where=a > 0.5)
 
     _paint_hat(region, zbuf, hf, look)
+    # Brows show through a fringe or a hat: the face around each brow is drawn again over them
+    # (glasses and earrings, which come next, stay in front).
+    if hs.volume > 0 or look.spec.hat != "none":
+        paint(region, brow_window * skull.cover, skin_colour)
     paint_glasses(region, zbuf, skull, qx, qy, qz, hf, grid, look, ctl)
     _paint_earrings(canvas, hf, grid, look, ctl)
 

@@ -147,8 +147,9 @@ def look_for(spec: CharacterSpec) -> Look:
     skull = (rx * spec.head_width, ry * spec.head_height, rz)
     skin = _rgb(spec.skin_tone)
     hair = _rgb(spec.hair_color)
-    # Brows are darker than light hair so faces stay readable; the bald get a skin-toned dark brow.
-    brow = _mix(hair, np.zeros(3, F32), 0.35) if spec.hair_style != "bald" else skin * 0.45
+    # Brows are a dark shade of the hair (so they read over a fringe too); the bald get a skin-toned
+    # dark brow.
+    brow = _mix(hair, np.zeros(3, F32), 0.55) if spec.hair_style != "bald" else skin * 0.45
     angle = np.deg2rad(spec.light_angle)
     light = np.array([np.sin(angle) * 0.8, 0.45, np.cos(angle) * 0.8 + 0.2], dtype=np.float64)
     light /= np.linalg.norm(light)
