@@ -31,6 +31,7 @@ BLUSH = np.array([0.92, 0.42, 0.45], F32)
 # A full brow raise lifts the brow this far (head units; ~4 px at 128 px, so a listening raise of
 # 0.35-0.7 moves it 1.5-3 px). Stylised: a real brow travels about half as far.
 BROW_TRAVEL = 0.07
+BROW_ARCH_LIFT = 0.02  # a raise also arches the brow (head units at full raise)
 BROW_RIM = 0.014  # forehead shown around a brow drawn over a fringe (~1 px at 128 px)
 
 
@@ -140,7 +141,7 @@ def _paint_brow(
     sad = _col(ctl.sad_brow)
     bx0 = side * look.eye_x * 1.02
     by0 = look.eye_y + eu + 0.055
-    sl = window(bx0, by0 + 0.02, bl + 0.07)
+    sl = window(bx0, by0 + 0.05, bl + 0.1)
     if sl is None:
         return
     bx = F32(bx0) - F32(side * 0.016) * furrow  # furrowed brows pull together
@@ -150,7 +151,7 @@ def _paint_brow(
     inner = (F32(1.0) - u) * F32(0.5)  # 1 at the inner end, 0 at the outer end
     curve = (
         by
-        + F32(arch) * (F32(1.0) - u * u)
+        + (F32(arch) + F32(BROW_ARCH_LIFT) * np.clip(raise_, 0.0, None)) * (F32(1.0) - u * u)
         - F32(0.035) * furrow * inner
         + F32(0.04) * sad * inner
         - F32(0.012) * sad * (F32(1.0) - inner)
@@ -165,6 +166,14 @@ def _paint_brow(
     paint(albedo[:, :, sl[0], sl[1]], coverage(sdf, inv_aa) * fr, look.brow)
     rim = coverage(sdf - F32(BROW_RIM), inv_aa) * fr
     np.maximum(brow_window[:, sl[0], sl[1]], rim, out=brow_window[:, sl[0], sl[1]])
+    # Raised brows crease the forehead: two lines above the brow, darker the higher the raise.
+    crease = np.clip((raise_ - F32(0.15)) * F32(1.4), 0.0, 1.0) * F32(0.6)
+    for k, gap in enumerate((0.035, 0.058)):
+        line = np.maximum(
+            np.abs(qy[:, sl[0], sl[1]] - curve - F32(gap + thick * 0.5)) - F32(0.003),
+            np.abs(outer + F32(0.01 * k)) - F32(bl * (0.85 - 0.15 * k)),
+        )
+        paint(albedo[:, :, sl[0], sl[1]], coverage(line, inv_aa) * fr * crease, look.skin_shadow)
 
 
 def _paint_mouth(albedo, qx, qy, front, hf, grid, look: Look, ctl: Controls, window):
