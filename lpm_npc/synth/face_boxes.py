@@ -34,7 +34,7 @@ class FaceBoxes:
 
     face: np.ndarray  # skull front: forehead to chin, cheek to cheek
     mouth: np.ndarray  # lips and the open mouth at the frame's jaw opening
-    eyes: np.ndarray  # both eyes and brows
+    eyes: np.ndarray  # both eyes and the brows at rest (a raised brow and its creases go above)
 
     def stacked(self) -> np.ndarray:
         """(T, 3, 4) int32 in the order face, mouth, eyes (the latent dataset's layout)."""
