@@ -146,6 +146,7 @@ def _paint_brow(
         return
     bx = F32(bx0) - F32(side * 0.016) * furrow  # furrowed brows pull together
     by = F32(by0) + F32(BROW_TRAVEL) * raise_ - F32(0.012) * furrow
+    y = qy[:, sl[0], sl[1]]
     outer = (qx[:, sl[0], sl[1]] - bx) * F32(side)
     u = np.clip(outer / F32(bl), -1.0, 1.0)
     inner = (F32(1.0) - u) * F32(0.5)  # 1 at the inner end, 0 at the outer end
@@ -161,19 +162,20 @@ def _paint_brow(
         * (F32(1.0) + F32(inner_k - 1.0) * inner)
         * (F32(1.0) - F32(0.45) * np.clip(u, 0.0, 1.0) ** 2)
     )
-    sdf = np.maximum(np.abs(qy[:, sl[0], sl[1]] - curve) - th * 0.5, np.abs(outer) - F32(bl))
+    sdf = np.maximum(np.abs(y - curve) - th * 0.5, np.abs(outer) - F32(bl))
     fr = front[:, sl[0], sl[1]]
-    paint(albedo[:, :, sl[0], sl[1]], coverage(sdf, inv_aa) * fr, look.brow)
+    dst = albedo[:, :, sl[0], sl[1]]
+    paint(dst, coverage(sdf, inv_aa) * fr, look.brow)
     rim = coverage(sdf - F32(BROW_RIM), inv_aa) * fr
     np.maximum(brow_window[:, sl[0], sl[1]], rim, out=brow_window[:, sl[0], sl[1]])
     # Raised brows crease the forehead: two lines above the brow, darker the higher the raise.
     crease = np.clip((raise_ - F32(0.15)) * F32(1.4), 0.0, 1.0) * F32(0.6)
     for k, gap in enumerate((0.035, 0.058)):
         line = np.maximum(
-            np.abs(qy[:, sl[0], sl[1]] - curve - F32(gap + thick * 0.5)) - F32(0.003),
+            np.abs(y - curve - F32(gap + thick * 0.5)) - F32(0.003),
             np.abs(outer + F32(0.01 * k)) - F32(bl * (0.85 - 0.15 * k)),
         )
-        paint(albedo[:, :, sl[0], sl[1]], coverage(line, inv_aa) * fr * crease, look.skin_shadow)
+        paint(dst, coverage(line, inv_aa) * fr * crease, look.skin_shadow)
 
 
 def _paint_mouth(albedo, qx, qy, front, hf, grid, look: Look, ctl: Controls, window):
