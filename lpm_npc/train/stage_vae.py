@@ -22,6 +22,7 @@ import torch
 from lpm_npc.model.lpm import LPM
 from lpm_npc.model.vae import reconstruction_loss
 from lpm_npc.model.vae_widen import widen_state
+from lpm_npc.model.vae_widen_latents import latent_channels_of, widen_latent_state
 from lpm_npc.train.batch import TrainBatch, clip_dataset, collate_clips, frames_to_video
 from lpm_npc.train.loop import StageObjective
 from lpm_npc.train.stage import StageContext, StageSetup
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _STATS_BATCHES = 4  # batches encoded to measure latent statistics
 DECODER_PREFIX = "vae.decoder."
+VAE_PREFIX = "vae."
 
 
 def freeze_except(model: torch.nn.Module, *trainable: str) -> None:
@@ -82,10 +84,30 @@ def measure_latent_stats(model: LPM, dataset, collate, batch_size: int) -> None:
     log.info("latent stats: mean |mu| %.3f, mean sd %.3f", float(mu.abs().mean()), float(sd.mean()))
 
 
+def _widen_latents(model: LPM, init_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`init_state` with its VAE grown to the run's `latent_channels` (`model.vae_widen_latents`).
+
+    The DiTs read latents of the old width, so a widening keeps only the VAE of the warm start and
+    the rest of `model` as freshly built (the DiT stages train it again on the new latents)."""
+    vae_state = {k[len(VAE_PREFIX) :]: v for k, v in init_state.items() if k.startswith(VAE_PREFIX)}
+    if not vae_state or latent_channels_of(vae_state) == model.cfg.latent_channels:
+        return init_state
+    widened, _ = widen_latent_state(model.vae, vae_state)
+    log.info(
+        "warm start: latent channels %d -> %d (same frames at step 0); only its VAE is kept",
+        latent_channels_of(vae_state),
+        model.cfg.latent_channels,
+    )
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(VAE_PREFIX)}
+    state.update({VAE_PREFIX + k: v for k, v in widened.items()})
+    return state
+
+
 def build(ctx: StageContext) -> StageSetup:
     model = LPM(ctx.model)
     if ctx.init_state is not None:
-        state, grown = widen_state(model.vae.decoder, ctx.init_state, DECODER_PREFIX)
+        state = _widen_latents(model, ctx.init_state)
+        state, grown = widen_state(model.vae.decoder, state, DECODER_PREFIX)
         if grown:
             log.info("warm start: %d decoder tensors widened (same frames at step 0)", len(grown))
         model.load_state_dict(state)
