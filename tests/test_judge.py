@@ -158,7 +158,9 @@ def test_round_trip_touches_only_whole_conversation_clips(tmp_path):
     assert vae_weights_path(tmp_path / "other").name == "model.safetensors"
     vae = load_frozen_vae(own, cfg)
     with pytest.raises(ValueError, match="does not fit"):
-        load_frozen_vae(own, cfg.with_overrides(latent_channels=8))
+        load_frozen_vae(own, cfg.with_overrides(vae_channels=(8, 16, 16, 16)))
+    # The latent width is read off the tensors, as the decoder's widths are.
+    assert load_frozen_vae(own, cfg.with_overrides(latent_channels=8)).cfg.latent_channels == 4
     objective = JudgeObjective(64, vae=vae, vae_frac=1.0, width=16, crop_size=32).train()
     assert not objective.vae.training
     ds = JudgeFrames(seed=3, size=64, conversation_frac=0.5)

@@ -280,3 +280,26 @@ def test_bench_train_times_the_three_pipelines_in_turns(built, tmp_path, monkeyp
     assert all(r > 0 for r in rates)
     assert result.cache_vs_render == pytest.approx(rates[0] / rates[1], rel=0.01)
     assert result.cache_vs_dit == pytest.approx(rates[0] / rates[2], rel=0.01)
+
+
+def test_a_wider_latent_vae_builds_its_own_width_and_a_base_stage_trains_on_it(tmp_path):
+    from lpm_npc.config import StageConfig
+    from lpm_npc.train.distributed import DistInfo
+    from lpm_npc.train.recipe import RunOptions, run_named_stage
+
+    wide_cfg = CFG.with_overrides(latent_channels=2 * CFG.latent_channels)
+    torch.manual_seed(1)
+    vae = tmp_path / "wide.safetensors"
+    save_file({k: v.contiguous() for k, v in LPM(wide_cfg).state_dict().items()}, str(vae))
+    opts = _options(tmp_path, vae, n_characters=1, conversations_per_character=1)
+    raw = build_latent_dataset(opts, progress=False)  # the preset says 4 channels; the VAE 8
+    assert raw["latent_channels"] == wide_cfg.latent_channels
+    assert np.load(opts.out_dir / "latents.npy", mmap_mode="r").shape[2] == 8
+    stage = StageConfig("base", minutes=1, max_steps=0, batch_size=1, clip_frames=8, lr=1e-3)
+    train = TrainConfig(preset="test", stages=(stage,), n_characters=1)
+    run = RunOptions(
+        out_dir=tmp_path / "run", steps=2, progress=False, init_from=vae, data_dir=opts.out_dir
+    )
+    cpu = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    result = run_named_stage(train, wide_cfg, "base", run, cpu)
+    assert result is not None and result.steps == 2 and np.isfinite(result.final_loss)

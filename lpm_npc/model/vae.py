@@ -540,7 +540,7 @@ def reconstruction_loss(
 def load_frozen_vae(path: Path | str, cfg: ModelConfig) -> VideoVAE:
     """A `VideoVAE(cfg)` in eval mode, no grad, from the `vae.*` tensors of an LPM state dict (a
     checkpoint's `model.safetensors` or a stage's `final.safetensors`); a widened decoder's widths
-    are read off its tensors (`fit_decoder_channels`)."""
+    and the latent width (`latent_mean`) are read off its tensors (`fit_decoder_channels`)."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -550,6 +550,8 @@ def load_frozen_vae(path: Path | str, cfg: ModelConfig) -> VideoVAE:
     if not state:
         raise ValueError(f"{path} holds no 'vae.*' tensors (expected an LPM state dict)")
     try:
+        if "latent_mean" in state and state["latent_mean"].shape[0] != cfg.latent_channels:
+            cfg = cfg.with_overrides(latent_channels=int(state["latent_mean"].shape[0]))
         vae = VideoVAE(fit_decoder_channels(cfg, state))
         vae.load_state_dict(state)
     except RuntimeError as err:

@@ -228,6 +228,7 @@ def build_latent_dataset(opts: BuildOptions, *, progress: bool = True) -> dict:
     with torch.inference_mode():
         vae = _load_vae(opts)
         digest, encoder_digest = vae_digest(vae), vae_digest(vae, encoder_only=True)
+    cfg = vae.cfg  # the preset with the VAE's own latent and decoder widths (read off its tensors)
     record = _options_record(opts)
     if (root / "manifest.json").is_file():
         old = read_manifest(root, require_complete=False).raw
