@@ -47,6 +47,21 @@ def _options(tmp: Path, vae: Path, **changes) -> BuildOptions:
     return BuildOptions(**base)
 
 
+def _train_base(
+    out: Path, cfg: ModelConfig, vae: Path, data: Path, *, steps: int, batch: int, characters: int
+):
+    """A `base` stage of `steps` steps from the latent dataset `data`, warm-started from `vae`."""
+    from lpm_npc.config import StageConfig
+    from lpm_npc.train.distributed import DistInfo
+    from lpm_npc.train.recipe import RunOptions, run_named_stage
+
+    stage = StageConfig("base", minutes=1, max_steps=0, batch_size=batch, clip_frames=8, lr=1e-3)
+    train = TrainConfig(preset="test", stages=(stage,), n_characters=characters)
+    run = RunOptions(out_dir=out, steps=steps, progress=False, init_from=vae, data_dir=data)
+    cpu = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    return run_named_stage(train, cfg, "base", run, cpu)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("latents")
@@ -170,18 +185,8 @@ def test_a_new_decoder_keeps_the_dataset_valid_and_old_manifests_check_the_whole
 def test_base_stage_trains_from_the_latent_dataset(built, tmp_path):
     from safetensors.torch import load_file
 
-    from lpm_npc.config import StageConfig
-    from lpm_npc.train.distributed import DistInfo
-    from lpm_npc.train.recipe import RunOptions, run_named_stage
-
     _, vae, opts, _ = built
-    stage = StageConfig("base", minutes=1, max_steps=0, batch_size=2, clip_frames=8, lr=1e-3)
-    train = TrainConfig(preset="test", stages=(stage,), n_characters=2)
-    run = RunOptions(
-        out_dir=tmp_path / "run", steps=3, progress=False, init_from=vae, data_dir=opts.out_dir
-    )
-    cpu = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-    result = run_named_stage(train, CFG, "base", run, cpu)
+    result = _train_base(tmp_path / "run", CFG, vae, opts.out_dir, steps=3, batch=2, characters=2)
     assert result is not None and result.steps == 3 and np.isfinite(result.final_loss)
     final = load_file(str(tmp_path / "run" / "base" / "final.safetensors"))
     before = load_file(str(vae))
@@ -283,10 +288,6 @@ def test_bench_train_times_the_three_pipelines_in_turns(built, tmp_path, monkeyp
 
 
 def test_a_wider_latent_vae_builds_its_own_width_and_a_base_stage_trains_on_it(tmp_path):
-    from lpm_npc.config import StageConfig
-    from lpm_npc.train.distributed import DistInfo
-    from lpm_npc.train.recipe import RunOptions, run_named_stage
-
     wide_cfg = CFG.with_overrides(latent_channels=2 * CFG.latent_channels)
     torch.manual_seed(1)
     vae = tmp_path / "wide.safetensors"
@@ -295,11 +296,7 @@ def test_a_wider_latent_vae_builds_its_own_width_and_a_base_stage_trains_on_it(t
     raw = build_latent_dataset(opts, progress=False)  # the preset says 4 channels; the VAE 8
     assert raw["latent_channels"] == wide_cfg.latent_channels
     assert np.load(opts.out_dir / "latents.npy", mmap_mode="r").shape[2] == 8
-    stage = StageConfig("base", minutes=1, max_steps=0, batch_size=1, clip_frames=8, lr=1e-3)
-    train = TrainConfig(preset="test", stages=(stage,), n_characters=1)
-    run = RunOptions(
-        out_dir=tmp_path / "run", steps=2, progress=False, init_from=vae, data_dir=opts.out_dir
+    result = _train_base(
+        tmp_path / "run", wide_cfg, vae, opts.out_dir, steps=2, batch=1, characters=1
     )
-    cpu = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-    result = run_named_stage(train, wide_cfg, "base", run, cpu)
     assert result is not None and result.steps == 2 and np.isfinite(result.final_loss)

@@ -7,8 +7,8 @@ import torch
 
 from lpm_npc.config import ModelConfig
 from lpm_npc.model.lpm import LPM
-from lpm_npc.model.vae import LOGVAR_INIT, VideoVAE
-from lpm_npc.model.vae_widen_latents import latent_channels_of, widen_latent_state
+from lpm_npc.model.vae import LOGVAR_INIT, VideoVAE, latent_channels_of
+from lpm_npc.model.vae_widen_latents import widen_latent_state
 from lpm_npc.train.stage_vae import _widen_latents
 from tests.test_vae import _randomised
 
@@ -31,7 +31,9 @@ def test_widened_latents_round_trip_to_the_same_frames_and_the_new_channels_lear
     cfg = ModelConfig.from_name("test")
     narrow = _randomised(cfg, seed=3)
     with torch.no_grad():
-        narrow.set_latent_stats(torch.randn(cfg.latent_channels) * 0.3, torch.rand(4) + 0.5)
+        narrow.set_latent_stats(
+            torch.randn(cfg.latent_channels) * 0.3, torch.rand(cfg.latent_channels) + 0.5
+        )
     wide = _widened(cfg, narrow, extra=4)
     c = cfg.latent_channels
     torch.manual_seed(0)

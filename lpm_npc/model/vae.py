@@ -194,6 +194,14 @@ def fit_decoder_channels(cfg: ModelConfig, vae_state: dict[str, Tensor]) -> Mode
     )
 
 
+def latent_channels_of(state: dict[str, Tensor], prefix: str = "") -> int:
+    """The latent width of a `VideoVAE` state dict (its `latent_mean`)."""
+    key = f"{prefix}latent_mean"
+    if key not in state:
+        raise KeyError(f"{key} is not in the state: not a VideoVAE state dict")
+    return int(state[key].shape[0])
+
+
 def _frame_widths(ch: tuple[int, ...]) -> list[int]:
     """Per-frame (video-rate) width at each level, full resolution first, latent side last.
 
@@ -550,8 +558,8 @@ def load_frozen_vae(path: Path | str, cfg: ModelConfig) -> VideoVAE:
     if not state:
         raise ValueError(f"{path} holds no 'vae.*' tensors (expected an LPM state dict)")
     try:
-        if "latent_mean" in state and state["latent_mean"].shape[0] != cfg.latent_channels:
-            cfg = cfg.with_overrides(latent_channels=int(state["latent_mean"].shape[0]))
+        if "latent_mean" in state and latent_channels_of(state) != cfg.latent_channels:
+            cfg = cfg.with_overrides(latent_channels=latent_channels_of(state))
         vae = VideoVAE(fit_decoder_channels(cfg, state))
         vae.load_state_dict(state)
     except RuntimeError as err:

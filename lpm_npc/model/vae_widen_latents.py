@@ -22,15 +22,7 @@ import math
 import torch
 from torch import Tensor
 
-from lpm_npc.model.vae import LOGVAR_INIT, VideoVAE
-
-
-def latent_channels_of(state: dict[str, Tensor], prefix: str = "") -> int:
-    """The latent width of a `VideoVAE` state dict (its `latent_mean`)."""
-    key = f"{prefix}latent_mean"
-    if key not in state:
-        raise KeyError(f"{key} is not in the state: not a VideoVAE state dict")
-    return int(state[key].shape[0])
+from lpm_npc.model.vae import LOGVAR_INIT, VideoVAE, latent_channels_of
 
 
 def widen_latent_state(

@@ -20,9 +20,9 @@ import logging
 import torch
 
 from lpm_npc.model.lpm import LPM
-from lpm_npc.model.vae import reconstruction_loss
+from lpm_npc.model.vae import latent_channels_of, reconstruction_loss
 from lpm_npc.model.vae_widen import widen_state
-from lpm_npc.model.vae_widen_latents import latent_channels_of, widen_latent_state
+from lpm_npc.model.vae_widen_latents import widen_latent_state
 from lpm_npc.train.batch import TrainBatch, clip_dataset, collate_clips, frames_to_video
 from lpm_npc.train.loop import StageObjective
 from lpm_npc.train.stage import StageContext, StageSetup
@@ -90,12 +90,13 @@ def _widen_latents(model: LPM, init_state: dict[str, torch.Tensor]) -> dict[str,
     The DiTs read latents of the old width, so a widening keeps only the VAE of the warm start and
     the rest of `model` as freshly built (the DiT stages train it again on the new latents)."""
     vae_state = {k[len(VAE_PREFIX) :]: v for k, v in init_state.items() if k.startswith(VAE_PREFIX)}
-    if not vae_state or latent_channels_of(vae_state) == model.cfg.latent_channels:
+    old = latent_channels_of(vae_state) if vae_state else model.cfg.latent_channels
+    if old == model.cfg.latent_channels:
         return init_state
     widened, _ = widen_latent_state(model.vae, vae_state)
     log.info(
         "warm start: latent channels %d -> %d (same frames at step 0); only its VAE is kept",
-        latent_channels_of(vae_state),
+        old,
         model.cfg.latent_channels,
     )
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(VAE_PREFIX)}
